@@ -1,0 +1,63 @@
+# aovs: `make test` and `make demo` work on a fresh Debian machine (they install what they need).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test demo deps system-deps lint typecheck unit bench bench-quick bench-ovsdb \
+	bench-openflow bench-rpc bench-reboot bench-firewall soak clean
+
+deps: system-deps $(STAMP)
+
+system-deps:
+	@scripts/ensure-system-deps
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	@touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: deps lint typecheck
+	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
+
+demo: deps
+	$(VENV)/bin/aovs demo
+
+bench-ovsdb: deps
+	$(PY) -m benchmarks.bench_ovsdb
+
+bench-openflow: deps
+	$(PY) -m benchmarks.bench_openflow
+
+bench-rpc: deps
+	$(PY) -m benchmarks.bench_rpc
+
+bench-reboot: deps
+	$(PY) -m benchmarks.bench_reboot
+
+bench-firewall: deps
+	$(PY) -m benchmarks.bench_firewall
+
+bench: deps
+	$(PY) -m benchmarks.suite --ports 1000
+
+bench-quick: deps
+	$(PY) -m benchmarks.suite --ports 100
+
+soak: deps
+	$(VENV)/bin/pytest tests/faults --soak-seconds $${SOAK_SECONDS:-600} $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,71 @@
+"""``aovs`` command line: agent, sandbox, demo, simulate-server, cleanup, status."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from aovs.config import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_sandbox(args: argparse.Namespace) -> int:
+    from aovs.sandbox import OVSSandbox, SandboxError
+
+    sandbox = OVSSandbox(Path(args.dir))
+    try:
+        if args.action == "start":
+            sandbox.start(physical_bridges=args.physical_bridge or ())
+            print(sandbox.exports())
+        else:
+            sandbox.stop()
+    except SandboxError as exc:
+        print(f"aovs sandbox: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from aovs.demo import run_demo
+
+    return run_demo(ports=args.ports, keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aovs", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = sub.add_parser("sandbox", help="a private OVS with the dummy datapath")
+    sandbox.add_argument("action", choices=("start", "stop"))
+    sandbox.add_argument("--dir", required=True, help="directory for db, sockets, logs")
+    sandbox.add_argument(
+        "--physical-bridge", action="append", help="also create this bridge with a dummy uplink"
+    )
+    sandbox.set_defaults(handler=_cmd_sandbox)
+
+    demo = sub.add_parser("demo", help="the main job end to end on a private OVS and RabbitMQ")
+    demo.add_argument("--ports", type=int, default=200)
+    demo.add_argument("--keep", action="store_true", help="keep the sandbox directory")
+    demo.set_defaults(handler=_cmd_demo)
+
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"aovs: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""The Flow value: what the pure pipelines return and the reconciler compares.
+
+A ``Flow`` is immutable and hashable (hash cached: sets of 50k+ flows are diffed on hot paths).
+Match fields use os-ken's OXM/NXM names (``in_port``, ``eth_src``, ``reg5``, ``ct_state``, ...),
+so encoding is a direct mapping. Values are normalised ON CONSTRUCTION to the form the switch
+reports back in flow-stats (lower-case MACs, compressed IPv6, masks dropped when full, CIDR as
+``(network, netmask)``), so a Flow built by a pipeline equals the Flow decoded from a dump.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+# -- well-known port numbers (OpenFlow 1.3) ---------------------------------------------------
+OFPP_IN_PORT = 0xFFFFFFF8
+OFPP_NORMAL = 0xFFFFFFFA
+OFPP_FLOOD = 0xFFFFFFFB
+OFPP_CONTROLLER = 0xFFFFFFFD
+OFPP_LOCAL = 0xFFFFFFFE
+OFPVID_PRESENT = 0x1000
+
+# -- conntrack state bits (NXM_NX_CT_STATE) ---------------------------------------------------
+CT_STATE_BITS = {
+    "new": 0x01,
+    "est": 0x02,
+    "rel": 0x04,
+    "rpl": 0x08,
+    "inv": 0x10,
+    "trk": 0x20,
+    "snat": 0x40,
+    "dnat": 0x80,
+}
+
+# Bit widths of the integer fields aovs uses; a mask covering all bits is the same as no mask.
+FIELD_BITS: dict[str, int] = {
+    "in_port": 32,
+    "metadata": 64,
+    "eth_type": 16,
+    "vlan_vid": 13,
+    "vlan_pcp": 3,
+    "ip_dscp": 6,
+    "ip_proto": 8,
+    "tcp_src": 16,
+    "tcp_dst": 16,
+    "udp_src": 16,
+    "udp_dst": 16,
+    "sctp_src": 16,
+    "sctp_dst": 16,
+    "icmpv4_type": 8,
+    "icmpv4_code": 8,
+    "icmpv6_type": 8,
+    "icmpv6_code": 8,
+    "arp_op": 16,
+    "tunnel_id": 64,
+    "ct_state": 32,
+    "ct_zone": 16,
+    "ct_mark": 32,
+    "conj_id": 32,
+    "pkt_mark": 32,
+    "tcp_flags": 16,
+    "ip_frag": 8,
+    **{f"reg{i}": 32 for i in range(16)},
+}
+MAC_FIELDS = frozenset({"eth_src", "eth_dst", "arp_sha", "arp_tha", "ipv6_nd_sll", "ipv6_nd_tll"})
+IPV4_FIELDS = frozenset(
+    {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"}
+)
+IPV6_FIELDS = frozenset({"ipv6_src", "ipv6_dst", "ipv6_nd_target"})
+
+MatchValue: TypeAlias = int | str | tuple[int, int] | tuple[str, str]
+
+
+def vid(vlan: int) -> int:
+    """An OpenFlow 1.3 ``vlan_vid`` value for a tagged packet with VLAN ``vlan``."""
+    return vlan | OFPVID_PRESENT
+
+
+def ct_state(spec: str) -> tuple[int, int]:
+    """``"+trk+est-rel"`` -> (value, mask), as ovs-ofctl spells conntrack states."""
+    value = mask = 0
+    for token in spec.replace("+", " +").replace("-", " -").split():
+        sign, name = token[0], token[1:]
+        if sign not in "+-" or name not in CT_STATE_BITS:
+            raise ValueError(f"bad ct_state token {token!r} in {spec!r}")
+        bit = CT_STATE_BITS[name]
+        mask |= bit
+        if sign == "+":
+            value |= bit
+    return value, mask
+
+
+def _normalise(name: str, value: Any) -> MatchValue:
+    if name in MAC_FIELDS:
+        if isinstance(value, tuple):
+            mac, mask = str(value[0]).lower(), str(value[1]).lower()
+            return mac if mask == "ff:ff:ff:ff:ff:ff" else (mac, mask)
+        return str(value).lower()
+    if name in IPV4_FIELDS or name in IPV6_FIELDS:
+        text = f"{value[0]}/{value[1]}" if isinstance(value, tuple) else str(value)
+        net = ipaddress.ip_network(text, strict=False)
+        if net.prefixlen == net.max_prefixlen:
+            return str(net.network_address)
+        return str(net.network_address), str(net.netmask)
+    if isinstance(value, tuple):
+        number, bitmask = int(value[0]), int(value[1])
+        bits = FIELD_BITS.get(name)
+        if bits is not None and bitmask == (1 << bits) - 1:
+            return number
+        return number & bitmask, bitmask
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"match field {name}: expected int or (value, mask), got {value!r}")
+    return value
+
+
+class Match:
+    """An OpenFlow match: os-ken field names -> normalised values, order-independent."""
+
+    __slots__ = ("_hash", "fields")
+    fields: tuple[tuple[str, MatchValue], ...]
+    _hash: int
+
+    def __init__(self, **fields: Any) -> None:
+        items = tuple(
+            sorted(
+                (name, _normalise(name, value))
+                for name, value in fields.items()
+                if value is not None
+            )
+        )
+        object.__setattr__(self, "fields", items)
+        object.__setattr__(self, "_hash", hash(items))
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[str, Any]]) -> Match:
+        return cls(**dict(items))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Match is immutable")
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Match) and self._hash == other._hash and self.fields == other.fields
+        )
+
+    def get(self, name: str) -> MatchValue | None:
+        for key, value in self.fields:
+            if key == name:
+                return value
+        return None
+
+    def as_dict(self) -> dict[str, MatchValue]:
+        return dict(self.fields)
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.fields)
+        return f"Match({inner})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Match.from_items, (self.fields,))
+
+
+# -- actions ---------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Output:
+    port: int
+    max_len: int = 0xFFE5  # OFPCML_NO_BUFFER for controller; OVS reports 0 for other ports
+
+
+@dataclass(frozen=True, slots=True)
+class PushVlan:
+    ethertype: int = 0x8100
+
+
+@dataclass(frozen=True, slots=True)
+class PopVlan:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class SetField:
+    """OpenFlow 1.3 set_field; ``SetField("vlan_vid", vid(5))``, ``SetField("reg5", 7)``."""
+
+    field: str
+    value: int | str
+
+
+@dataclass(frozen=True, slots=True)
+class RegMove:
+    """NXAST_REG_MOVE: copy ``n_bits`` from ``src`` (at ``src_ofs``) to ``dst`` (at ``dst_ofs``)."""
+
+    src: str
+    dst: str
+    n_bits: int
+    src_ofs: int = 0
+    dst_ofs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RegLoad:
+    """NXAST_REG_LOAD2 of part of a field: ``load:value->dst[ofs..ofs+n_bits-1]``."""
+
+    dst: str
+    value: int
+    ofs: int = 0
+    n_bits: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Resubmit:
+    """NXAST_RESUBMIT_TABLE: ``resubmit(port,table)``; port None means the packet's in_port."""
+
+    table: int
+    port: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CT:
+    """NXAST_CT. Zone is an immediate ``zone`` or a field (``zone_src="reg6"``, low 16 bits)."""
+
+    commit: bool = False
+    zone: int = 0
+    zone_src: str | None = None
+    table: int | None = None
+    actions: tuple[Action, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CTClear:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Conjunction:
+    """``conjunction(id, clause/n_clauses)`` with ``clause`` 1-based, as ovs-ofctl writes it."""
+
+    id: int
+    clause: int
+    n_clauses: int
+
+
+@dataclass(frozen=True, slots=True)
+class LearnMatch:
+    """In a learned flow, match ``dst`` (bits) against the packet's ``src`` field or a value."""
+
+    dst: str
+    n_bits: int
+    src: str | None = None
+    value: int | None = None
+    src_ofs: int = 0
+    dst_ofs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LearnLoad:
+    """In a learned flow, load ``dst`` from the packet's ``src`` field or a value."""
+
+    dst: str
+    n_bits: int
+    src: str | None = None
+    value: int | None = None
+    src_ofs: int = 0
+    dst_ofs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class LearnOutput:
+    """In a learned flow, output to the port held in the packet's ``src`` field."""
+
+    src: str
+    n_bits: int = 32
+    src_ofs: int = 0
+
+
+LearnSpec: TypeAlias = LearnMatch | LearnLoad | LearnOutput
+
+
+@dataclass(frozen=True, slots=True)
+class Learn:
+    """NXAST_LEARN (br-tun table 10 learns remote MACs)."""
+
+    table: int
+    specs: tuple[LearnSpec, ...]
+    priority: int = 1
+    idle_timeout: int = 0
+    hard_timeout: int = 0
+    fin_idle_timeout: int = 0
+    fin_hard_timeout: int = 0
+    cookie: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GotoTable:
+    """The goto-table INSTRUCTION; only valid as the last element of ``Flow.actions``."""
+
+    table: int
+
+
+Action: TypeAlias = (
+    Output | PushVlan | PopVlan | SetField | RegMove | RegLoad | Resubmit | CT | CTClear
+    | Conjunction | Learn | GotoTable
+)  # fmt: skip
+
+
+def normal() -> Output:
+    return Output(OFPP_NORMAL, 0)
+
+
+class Flow:
+    """One OpenFlow rule. Identity on the switch is ``key`` = (table, priority, match).
+
+    ``actions`` empty means drop. ``cookie`` 0 lets the reconciler stamp its bridge cookie.
+    """
+
+    __slots__ = (
+        "_hash",
+        "actions",
+        "cookie",
+        "hard_timeout",
+        "idle_timeout",
+        "match",
+        "priority",
+        "table",
+    )
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...]
+    cookie: int
+    idle_timeout: int
+    hard_timeout: int
+    _hash: int
+
+    def __init__(
+        self,
+        table: int,
+        priority: int,
+        match: Match | None = None,
+        actions: Iterable[Action] = (),
+        cookie: int = 0,
+        idle_timeout: int = 0,
+        hard_timeout: int = 0,
+    ) -> None:
+        acts = tuple(actions)
+        for index, act in enumerate(acts):
+            if isinstance(act, GotoTable) and index != len(acts) - 1:
+                raise ValueError("GotoTable must be the last action")
+        if not 0 <= table <= 254:
+            raise ValueError(f"table {table} out of range")
+        if not 0 <= priority <= 0xFFFF:
+            raise ValueError(f"priority {priority} out of range")
+        setter = object.__setattr__
+        setter(self, "table", table)
+        setter(self, "priority", priority)
+        setter(self, "match", match if match is not None else Match())
+        setter(self, "actions", acts)
+        setter(self, "cookie", cookie)
+        setter(self, "idle_timeout", idle_timeout)
+        setter(self, "hard_timeout", hard_timeout)
+        setter(
+            self,
+            "_hash",
+            hash((table, priority, self.match, acts, cookie, idle_timeout, hard_timeout)),
+        )
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Flow is immutable")
+
+    @property
+    def key(self) -> tuple[int, int, Match]:
+        """What OpenFlow uses to tell flows apart: a second add with the same key replaces."""
+        return (self.table, self.priority, self.match)
+
+    def replace(self, **changes: Any) -> Flow:
+        values: dict[str, Any] = {
+            "table": self.table,
+            "priority": self.priority,
+            "match": self.match,
+            "actions": self.actions,
+            "cookie": self.cookie,
+            "idle_timeout": self.idle_timeout,
+            "hard_timeout": self.hard_timeout,
+        }
+        values.update(changes)
+        return Flow(**values)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Flow):
+            return NotImplemented
+        return (
+            self._hash == other._hash
+            and self.table == other.table
+            and self.priority == other.priority
+            and self.match == other.match
+            and self.actions == other.actions
+            and self.cookie == other.cookie
+            and self.idle_timeout == other.idle_timeout
+            and self.hard_timeout == other.hard_timeout
+        )
+
+    def __repr__(self) -> str:
+        extra = f", cookie={self.cookie:#x}" if self.cookie else ""
+        return (
+            f"Flow(table={self.table}, priority={self.priority}, match={self.match!r}, "
+            f"actions={self.actions!r}{extra})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            Flow,
+            (self.table, self.priority, self.match, self.actions, self.cookie,
+             self.idle_timeout, self.hard_timeout),
+        )  # fmt: skip

@@ -1,0 +1,61 @@
+"""Shared fixtures: a private OVS sandbox and a private RabbitMQ vhost per test session."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aovs.sandbox import OVSSandbox
+
+RABBIT_HOST = "127.0.0.1:5672"
+
+
+def _short_tmpdir(prefix: str) -> Path:
+    # unix socket paths are limited to 108 bytes: pytest's tmp_path is too long
+    return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+
+
+@pytest.fixture(scope="session")
+def ovs_sandbox() -> Iterator[OVSSandbox]:
+    """One private OVS for the whole session (tests must use their own bridge names)."""
+    sandbox = OVSSandbox(_short_tmpdir("aovs-t-"))
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.remove()
+
+
+@pytest.fixture
+def fresh_sandbox() -> Iterator[OVSSandbox]:
+    """A private OVS for one test: for tests that kill or restart the daemons."""
+    sandbox = OVSSandbox(_short_tmpdir("aovs-f-"))
+    sandbox.start()
+    try:
+        yield sandbox
+    finally:
+        sandbox.remove()
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def rabbit_vhost() -> Iterator[str]:
+    """A fresh RabbitMQ vhost for this session; yields its transport_url. Deleted afterwards."""
+    if shutil.which("rabbitmqctl") is None and not Path("/usr/sbin/rabbitmqctl").exists():
+        pytest.fail("rabbitmqctl not found: run the tests through `make test`")
+    vhost = f"aovs-test-{uuid.uuid4().hex[:8]}"
+    _rabbitmqctl("add_vhost", vhost)
+    try:
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        yield f"rabbit://guest:guest@{RABBIT_HOST}/{vhost}"
+    finally:
+        _rabbitmqctl("delete_vhost", vhost)
