@@ -34,6 +34,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(ports=args.ports, keep=args.keep)
 
 
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    """Validate the configuration; optionally print one derived value for shell scripts."""
+    from aovs.config import load_config
+
+    cfg = load_config(args.config)
+    if args.print == "ovsdb_socket":
+        conn = cfg.ovs.ovsdb_connection
+        print(conn.removeprefix("unix:") if conn.startswith("unix:") else "")
+    elif args.print == "json":
+        print(cfg.model_dump_json(indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aovs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -50,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ports", type=int, default=200)
     demo.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     demo.set_defaults(handler=_cmd_demo)
+
+    check = sub.add_parser("check-config", help="validate the configuration and exit")
+    check.add_argument("--config", type=Path, help="TOML file (default: $AOVS_CONFIG)")
+    check.add_argument("--print", choices=("ovsdb_socket", "json"), help="print a value")
+    check.set_defaults(handler=_cmd_check_config)
 
     return parser
 

@@ -232,13 +232,16 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> AgentConfig
 
 
 def _one_line(exc: ValidationError, path: Path | None) -> str:
-    where = f"config file {path}" if path else "configuration"
+    """All problems on one line, each naming the option and where its value came from."""
     parts = []
     for error in exc.errors():
         loc = [str(p) for p in error["loc"]]
         option = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (loc[0] if loc else "?")
+        env_name = "AOVS_" + "__".join(loc).upper()
+        source = f" (from {env_name})" if env_name in os.environ else ""
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown option"
-        parts.append(f"{option}: {message}")
+        parts.append(f"{option}{source}: {message}")
+    where = f"config file {path}" if path else "configuration"
     return f"{where}: " + "; ".join(parts)

@@ -94,7 +94,20 @@ def test_missing_file(tmp_path: Path) -> None:
         load_config(tmp_path / "nope.toml")
 
 
-def test_cli_reports_config_error(tmp_path: Path) -> None:
+def test_error_names_the_environment_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AOVS_OVS__LOCAL_IP", "bad")
+    with pytest.raises(ConfigError, match=r"\[ovs\] local_ip \(from AOVS_OVS__LOCAL_IP\)"):
+        load_config(write(tmp_path, ""))
+
+
+def test_check_config_prints_ovsdb_socket(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from aovs.cli import main
 
-    assert main(["sandbox", "stop", "--dir", str(tmp_path)]) == 0
+    path = write(tmp_path, '[ovs]\novsdb_connection = "unix:/run/x/db.sock"\n')
+    assert main(["check-config", "--config", str(path), "--print", "ovsdb_socket"]) == 0
+    assert capsys.readouterr().out.strip() == "/run/x/db.sock"
+    assert main(["check-config", "--config", str(write(tmp_path, "[ovs]\nbad = 1\n"))]) == 2
