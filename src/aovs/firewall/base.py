@@ -1,0 +1,164 @@
+"""The firewall driver contract: what the agent gives a driver and what it gets back.
+
+A driver is a pure function object: ports and security groups in, OpenFlow rules (``Flow``
+values) out, grouped by owner. It keeps no switch state and does no I/O, so the agent can apply
+its output atomically with the port's other flows (one bundle) and an agent restart recomputes
+exactly the same flows (no churn). Drivers are found by name: the built-ins ``noop`` and
+``openvswitch``, else any installed distribution's ``aovs.firewall_drivers`` entry point.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
+from importlib import import_module
+from importlib.metadata import entry_points
+from typing import ClassVar, Protocol, TypeAlias, runtime_checkable
+
+from aovs.model import PortDetails, SecurityGroup
+from aovs.openflow.flows import Flow
+
+LOG = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "aovs.firewall_drivers"
+BUILTIN_DRIVERS: Mapping[str, str] = {
+    "noop": "aovs.firewall.noop:NoopFirewall",
+    "openvswitch": "aovs.firewall.openvswitch:OVSFirewall",
+}
+
+OwnerKey: TypeAlias = tuple[str, ...]
+"""Who a group of flows belongs to, e.g. ``("port", iface_id)``, ``("fw-base",)``."""
+
+PORT_OWNER = "port"
+BASE_OWNER: OwnerKey = ("fw-base",)
+
+
+def port_owner(iface_id: str) -> OwnerKey:
+    """The owner key of one port's flows, as the agent keys them."""
+    return (PORT_OWNER, iface_id)
+
+
+@dataclass(frozen=True, slots=True)
+class FilteredPort:
+    """One port as a firewall driver sees it."""
+
+    details: PortDetails  # port_security_enabled, security_groups, fixed_ips, aaps, mac
+    ofport: int
+    local_vlan: int  # the network's local VLAN on this host; also its conntrack zone
+
+
+@dataclass(frozen=True)
+class SecurityGroupState:
+    """Every security group the agent knows, and the addresses of every remote group's members.
+
+    ``members`` maps a remote security group id to ``{"IPv4": ips, "IPv6": ips}`` (addresses or
+    CIDRs, as neutron-server's security_group_info_for_devices sends them).
+    """
+
+    groups: Mapping[str, SecurityGroup]
+    members: Mapping[str, Mapping[str, frozenset[str]]] = field(default_factory=dict)
+
+    def member_addresses(self, sg_id: str, ethertype: str) -> frozenset[str]:
+        return self.members.get(sg_id, {}).get(ethertype, frozenset())
+
+
+@runtime_checkable
+class FirewallDriver(Protocol):
+    """What the agent calls. Every method is pure and deterministic (see the module docstring).
+
+    ``shared_flows`` returns flows that belong to no single port, grouped by owner (e.g. the
+    member flows of remote security groups), so that a member joining a group rewrites only its
+    owners' flows.
+    """
+
+    name: ClassVar[str]
+
+    def base_flows(self) -> frozenset[Flow]:
+        """The driver's table-wide flows (table defaults, drops); the agent owns them as
+        ``("fw-base",)``."""
+        ...
+
+    def port_flows(self, port: FilteredPort, sgs: SecurityGroupState) -> frozenset[Flow]:
+        """Every flow of one port; the agent owns them as ``("port", iface_id)``."""
+        ...
+
+    def shared_flows(
+        self, ports: Mapping[str, FilteredPort], sgs: SecurityGroupState
+    ) -> Mapping[OwnerKey, frozenset[Flow]]:
+        """Flows that belong to no single port, grouped by owner; ``ports`` by iface id."""
+        ...
+
+
+@runtime_checkable
+class IncrementalFirewallDriver(FirewallDriver, Protocol):
+    """A driver that can say what a change dirties, so the agent recomputes only that.
+
+    Optional: for a driver without it the agent recomputes every port and all shared flows on a
+    security-group change (still correct, only slower).
+    """
+
+    def shared_flows(
+        self,
+        ports: Mapping[str, FilteredPort],
+        sgs: SecurityGroupState,
+        owners: Collection[OwnerKey] | None = None,
+    ) -> Mapping[OwnerKey, frozenset[Flow]]:
+        """As FirewallDriver's, restricted to ``owners`` when given: each requested owner is in
+        the result, with no flows when it has none (the agent then deletes what it had)."""
+        ...
+
+    def owners_for_change(
+        self,
+        ports_before: Mapping[str, FilteredPort],
+        sgs_before: SecurityGroupState,
+        ports_after: Mapping[str, FilteredPort],
+        sgs_after: SecurityGroupState,
+    ) -> frozenset[OwnerKey]:
+        """The owners whose flows may differ between the two inputs: port owners
+        ``("port", iface_id)`` and shared owners (as ``shared_flows`` keys them)."""
+        ...
+
+
+class FirewallDriverError(LookupError):
+    """A firewall driver could not be found or loaded; the message says what is available."""
+
+
+def available_drivers() -> list[str]:
+    """Names load_driver accepts: the built-ins and every installed entry point."""
+    names = set(BUILTIN_DRIVERS)
+    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+    return sorted(names)
+
+
+def _load_object(name: str) -> object:
+    if name in BUILTIN_DRIVERS:
+        module_name, _, attr = BUILTIN_DRIVERS[name].partition(":")
+        return getattr(import_module(module_name), attr)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if ep.name == name:
+            return ep.load()
+    raise FirewallDriverError(
+        f"unknown firewall driver {name!r}; available: {', '.join(available_drivers())} "
+        f"(third-party drivers register an {ENTRY_POINT_GROUP!r} entry point)"
+    )
+
+
+def load_driver(name: str) -> FirewallDriver:
+    """Instantiate the driver called ``name`` (neutron's ``firewall_driver`` option)."""
+    try:
+        factory = _load_object(name)
+    except FirewallDriverError:
+        raise
+    except Exception as exc:  # an installed plugin that fails to import
+        LOG.error("firewall driver %r failed to load: %s", name, exc)
+        raise FirewallDriverError(f"firewall driver {name!r} failed to load: {exc}") from exc
+    if not callable(factory):
+        raise FirewallDriverError(f"firewall driver {name!r} is not a class: {factory!r}")
+    driver = factory()
+    if not isinstance(driver, FirewallDriver):
+        raise FirewallDriverError(
+            f"firewall driver {name!r} ({factory!r}) does not implement FirewallDriver "
+            "(name, base_flows, port_flows, shared_flows)"
+        )
+    return driver

@@ -1,0 +1,642 @@
+"""The ``openvswitch`` firewall driver: neutron's conntrack-based security groups, as values.
+
+Same tables, priorities, registers and conjunction scheme as neutron's
+``openvswitch_firewall`` (so ``ovs-ofctl dump-flows`` reads the same to an operator), computed
+as pure functions (see docs/firewall.md for the picture):
+
+    60 TRANSIENT     in_port=P -> reg5=P, reg6=zone -> 71 (egress)
+                     dl_vlan=zone,dl_dst=MAC -> reg5, reg6, strip vlan -> 81 (ingress)
+    71 BASE_EGRESS   anti-spoofing: ARP/RARP/ND from the port's pairs, DHCP client, no DHCP
+                     server or RA; IP from a (MAC, IP) pair -> ct(zone=reg6, table=72)
+    72 RULES_EGRESS  est/rel accepted, invalid dropped, egress rules -> 73
+    73 ACCEPT_OR_INGRESS  to a local port's MAC -> 81; else commit new -> 91 -> 94 NORMAL
+    81 BASE_INGRESS  ARP, ND, DHCP replies pass; IP -> ct(zone=reg6, table=82)
+    82 RULES_INGRESS est/rel accepted, invalid dropped, ingress rules -> commit, output:P
+    91-94            accepted egress / accepted ingress / dropped / NORMAL
+
+Remote-group rules use conjunctions: per port, ``conjunction(id, 2/2)`` flows match the port and
+the protocol; per (zone, direction, ethertype, member address) a ``conjunction(id, 1/2)`` flow
+matches the member's address, so a member joining a group costs 2 flows (est + new), not one
+per port. Conjunction ids are derived from stable keys (aovs.firewall.conjunctions).
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from typing import Any, ClassVar
+
+from aovs.firewall.base import FilteredPort, OwnerKey, SecurityGroupState, port_owner
+from aovs.firewall.conjunctions import ConjKey, ConjunctionIds
+from aovs.firewall.port_addresses import PortAddresses, is_trusted
+from aovs.firewall.port_ranges import disjoint_segments
+from aovs.firewall.rule_matches import (
+    CONJUNCTION_BASE_PRIORITY,
+    ETH_TYPE_ARP,
+    ETH_TYPE_IP,
+    ETH_TYPE_IPV6,
+    ETH_TYPE_RARP,
+    ETH_TYPES,
+    PORT_FIELDS,
+    PROTO_ICMPV6,
+    PROTO_UDP,
+    UnsupportedRule,
+    check_prefix,
+    peer_field,
+    priority_offset,
+    protocol_matches,
+    protocol_number,
+)
+from aovs.model import SecurityGroupRule
+from aovs.openflow.flows import (
+    CT,
+    Action,
+    Conjunction,
+    CTClear,
+    Flow,
+    Match,
+    Output,
+    PopVlan,
+    Resubmit,
+    SetField,
+    ct_state,
+    vid,
+)
+from aovs.pipelines.tables import (
+    ACCEPT_OR_INGRESS_TABLE,
+    ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE,
+    ACCEPTED_EGRESS_TRAFFIC_TABLE,
+    ACCEPTED_INGRESS_TRAFFIC_TABLE,
+    BASE_EGRESS_TABLE,
+    BASE_INGRESS_TABLE,
+    DROPPED_TRAFFIC_TABLE,
+    REG_NET,
+    REG_PORT,
+    REG_REMOTE_GROUP,
+    RULES_EGRESS_TABLE,
+    RULES_INGRESS_TABLE,
+    TRANSIENT_TABLE,
+)
+
+LOG = logging.getLogger(__name__)
+
+FIREWALL_TABLES = (
+    BASE_EGRESS_TABLE,
+    RULES_EGRESS_TABLE,
+    ACCEPT_OR_INGRESS_TABLE,
+    BASE_INGRESS_TABLE,
+    RULES_INGRESS_TABLE,
+)
+MEMBER_OWNER = "fw-member"
+
+# conntrack states, as neutron's openvswitch_firewall/constants.py names them
+NOT_TRACKED = ct_state("-trk")
+TRACKED = ct_state("+trk")
+INVALID = ct_state("+trk+inv")
+NEW_NOT_ESTABLISHED = ct_state("+new-est")
+NOT_ESTABLISHED = ct_state("-est")
+ESTABLISHED = ct_state("+est")
+ESTABLISHED_NOT_REPLY = ct_state("+est-rel-rpl")
+ESTABLISHED_REPLY = ct_state("+est-rel+rpl")
+RELATED = ct_state("-new-est+rel-inv")
+ACCEPT_STATES = (ESTABLISHED_NOT_REPLY, NEW_NOT_ESTABLISHED)  # conj id +0 and +1
+CT_MARK_NORMAL = 0
+CT_MARK_INVALID = 1
+
+# neutron.agent.firewall: ICMPv6 a VM may always send / always receive
+ICMPV6_TYPE_MLD_QUERY = 130
+ICMPV6_TYPE_RS = 133
+ICMPV6_TYPE_RA = 134
+ICMPV6_TYPE_NS = 135
+ICMPV6_TYPE_NA = 136
+ICMPV6_ALLOWED_EGRESS_TYPES = (ICMPV6_TYPE_MLD_QUERY, ICMPV6_TYPE_RS, ICMPV6_TYPE_NS)
+ICMPV6_RESTRICTED_EGRESS_TYPES = (ICMPV6_TYPE_NA,)  # only for the port's own addresses
+ICMPV6_ALLOWED_INGRESS_TYPES = (
+    ICMPV6_TYPE_MLD_QUERY,
+    ICMPV6_TYPE_NS,
+    ICMPV6_TYPE_NA,
+    ICMPV6_TYPE_RA,
+)
+DHCP_PORTS = {ETH_TYPE_IP: (68, 67), ETH_TYPE_IPV6: (546, 547)}  # (client, server)
+
+COMMIT = CT(commit=True, zone_src=REG_NET)
+MARK_INVALID = CT(commit=True, zone_src=REG_NET, actions=(SetField("ct_mark", CT_MARK_INVALID),))
+
+
+def _flow(table: int, priority: int, actions: Iterable[Action], **match: Any) -> Flow:
+    return Flow(table, priority, Match(**match), actions)
+
+
+def _to(table: int) -> Resubmit:
+    return Resubmit(table)
+
+
+def _track(table: int) -> CT:
+    return CT(zone_src=REG_NET, table=table)
+
+
+# -- table-wide flows ---------------------------------------------------------------------
+def firewall_base_flows() -> frozenset[Flow]:
+    flows = [_flow(table, 0, ()) for table in FIREWALL_TABLES]
+    flows += [
+        _flow(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE, 1, [Output(0xFFFFFFFA, 0)]),
+        _flow(ACCEPTED_EGRESS_TRAFFIC_TABLE, 1, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)]),
+        _flow(ACCEPTED_INGRESS_TRAFFIC_TABLE, 0, ()),
+        _flow(DROPPED_TRAFFIC_TABLE, 0, ()),
+        # a packet tracked in another zone (e.g. hairpinned) is tracked again in its own
+        _flow(BASE_EGRESS_TABLE, 110, [CTClear(), _to(BASE_EGRESS_TABLE)], ct_state=TRACKED),
+        _flow(RULES_EGRESS_TABLE, 50, [_to(DROPPED_TRAFFIC_TABLE)], ct_state=INVALID),
+        _flow(RULES_INGRESS_TABLE, 50, [_to(DROPPED_TRAFFIC_TABLE)], ct_state=INVALID),
+    ]
+    return frozenset(flows)
+
+
+# -- one port -----------------------------------------------------------------------------
+def _register_loads(port: FilteredPort) -> list[Action]:
+    return [SetField(REG_PORT, port.ofport), SetField(REG_NET, port.local_vlan)]
+
+
+def trusted_port_flows(port: FilteredPort) -> Iterator[Flow]:
+    """Port security off (or a network-owned port): neutron's "no security" pass-through."""
+    yield _flow(
+        TRANSIENT_TABLE,
+        100,
+        [*_register_loads(port), _to(ACCEPT_OR_INGRESS_TABLE)],
+        in_port=port.ofport,
+    )
+    yield _flow(
+        ACCEPT_OR_INGRESS_TABLE,
+        80,
+        [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)],
+        **{REG_PORT: port.ofport},
+    )
+
+
+def transient_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
+    regs = _register_loads(port)
+    yield _flow(TRANSIENT_TABLE, 100, [*regs, _to(BASE_EGRESS_TABLE)], in_port=port.ofport)
+    for mac in addresses.macs:
+        yield _flow(
+            TRANSIENT_TABLE,
+            90,
+            [*regs, PopVlan(), _to(BASE_INGRESS_TABLE)],
+            vlan_vid=vid(port.local_vlan),
+            eth_dst=mac,
+        )
+
+
+def egress_base_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
+    """Table 71: what the VM may send at all (anti-spoofing), before any rule."""
+    own = {"in_port": port.ofport, REG_PORT: port.ofport}
+    normal = [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)]
+    drop = [_to(DROPPED_TRAFFIC_TABLE)]
+    for mac, ip in addresses.pairs_v4:
+        yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_src=mac, eth_type=ETH_TYPE_ARP,
+                    arp_spa=ip, **own)  # fmt: skip
+        yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_src=mac, eth_type=ETH_TYPE_RARP, **own)
+        yield _flow(BASE_EGRESS_TABLE, 65, [_track(RULES_EGRESS_TABLE)], eth_src=mac,
+                    eth_type=ETH_TYPE_IP, ipv4_src=ip, **own)  # fmt: skip
+    for mac, ip in addresses.pairs_v6:
+        for icmp_type in ICMPV6_ALLOWED_EGRESS_TYPES:
+            yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_type=ETH_TYPE_IPV6,
+                        ip_proto=PROTO_ICMPV6, icmpv6_type=icmp_type, eth_src=mac,
+                        ipv6_src=ip, **own)  # fmt: skip
+        for icmp_type in ICMPV6_RESTRICTED_EGRESS_TYPES:
+            yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_type=ETH_TYPE_IPV6,
+                        ip_proto=PROTO_ICMPV6, icmpv6_type=icmp_type, ipv6_nd_target=ip,
+                        **own)  # fmt: skip
+        yield _flow(BASE_EGRESS_TABLE, 65, [_track(RULES_EGRESS_TABLE)], eth_src=mac,
+                    eth_type=ETH_TYPE_IPV6, ipv6_src=ip, **own)  # fmt: skip
+    # DHCP client traffic, also from 0.0.0.0 (DHCPDISCOVER)
+    client_v4 = (*addresses.pairs_v4, (addresses.mac, "0.0.0.0"))
+    for eth_type, pairs, src_field in (
+        (ETH_TYPE_IP, client_v4, "ipv4_src"),
+        (ETH_TYPE_IPV6, addresses.pairs_v6, "ipv6_src"),
+    ):
+        client, server = DHCP_PORTS[eth_type]
+        for mac, ip in pairs:
+            yield _flow(BASE_EGRESS_TABLE, 80, [_to(ACCEPT_OR_INGRESS_TABLE)], eth_src=mac,
+                        eth_type=eth_type, ip_proto=PROTO_UDP, udp_src=client, udp_dst=server,
+                        **{src_field: ip}, **own)  # fmt: skip
+        # no DHCP server on an instance
+        yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=eth_type, ip_proto=PROTO_UDP,
+                    udp_src=server, udp_dst=client, **own)  # fmt: skip
+    # no router advertisements from an instance
+    yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=ETH_TYPE_IPV6, ip_proto=PROTO_ICMPV6,
+                icmpv6_type=ICMPV6_TYPE_RA, **own)  # fmt: skip
+    yield _flow(BASE_EGRESS_TABLE, 10, [CTClear(), *drop], **own)
+
+
+def accept_or_ingress_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
+    """Table 73: accepted egress to a local filtered port goes on to that port's ingress."""
+    for mac in addresses.macs:
+        yield _flow(ACCEPT_OR_INGRESS_TABLE, 100,
+                    [SetField(REG_PORT, port.ofport), _to(BASE_INGRESS_TABLE)],
+                    eth_dst=mac, **{REG_NET: port.local_vlan})  # fmt: skip
+    for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+        yield _flow(ACCEPT_OR_INGRESS_TABLE, 90, [COMMIT, _to(ACCEPTED_EGRESS_TRAFFIC_TABLE)],
+                    eth_type=eth_type, ct_state=NEW_NOT_ESTABLISHED,
+                    **{REG_PORT: port.ofport})  # fmt: skip
+    yield _flow(ACCEPT_OR_INGRESS_TABLE, 80, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)],
+                **{REG_PORT: port.ofport})  # fmt: skip
+
+
+def ingress_base_flows(port: FilteredPort) -> Iterator[Flow]:
+    """Table 81: what always reaches the VM (ARP, ND, DHCP replies); IP goes to conntrack."""
+    reg = {REG_PORT: port.ofport}
+    out = [Output(port.ofport, 0)]
+    yield _flow(BASE_INGRESS_TABLE, 100, out, eth_type=ETH_TYPE_ARP, **reg)
+    for icmp_type in ICMPV6_ALLOWED_INGRESS_TYPES:
+        yield _flow(BASE_INGRESS_TABLE, 100, out, eth_type=ETH_TYPE_IPV6, ip_proto=PROTO_ICMPV6,
+                    icmpv6_type=icmp_type, **reg)  # fmt: skip
+    for eth_type, (client, server) in DHCP_PORTS.items():
+        yield _flow(BASE_INGRESS_TABLE, 95, out, eth_type=eth_type, ip_proto=PROTO_UDP,
+                    udp_src=server, udp_dst=client, **reg)  # fmt: skip
+        yield _flow(BASE_INGRESS_TABLE, 90, [_track(RULES_INGRESS_TABLE)], eth_type=eth_type,
+                    ct_state=NOT_TRACKED, **reg)  # fmt: skip
+    yield _flow(BASE_INGRESS_TABLE, 80, [_to(RULES_INGRESS_TABLE)], ct_state=TRACKED, **reg)
+
+
+def tracked_flows(port: FilteredPort, table: int, accept: list[Action]) -> Iterator[Flow]:
+    """Tables 72/82 below the rules: replies and related pass, the rest of non-new traffic
+    (and connections whose rule was removed, ct_mark=1) is dropped."""
+    reg = {REG_PORT: port.ofport}
+    drop = [_to(DROPPED_TRAFFIC_TABLE)]
+    yield _flow(table, 50, drop, ct_mark=CT_MARK_INVALID, **reg)
+    for state in (ESTABLISHED_REPLY, RELATED):
+        yield _flow(table, 50, accept, ct_state=state, ct_mark=CT_MARK_NORMAL,
+                    ct_zone=port.local_vlan, **reg)  # fmt: skip
+    yield _flow(table, 40, drop, ct_state=NOT_ESTABLISHED, **reg)
+    for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+        yield _flow(table, 40, [MARK_INVALID], eth_type=eth_type, ct_state=ESTABLISHED, **reg)
+
+
+def _rules_table(direction: str) -> int:
+    return RULES_INGRESS_TABLE if direction == "ingress" else RULES_EGRESS_TABLE
+
+
+def _accept_actions(port: FilteredPort, direction: str) -> tuple[list[Action], list[Action]]:
+    """(established, new) actions of an accepting rule flow; new ingress is committed."""
+    if direction == "ingress":
+        out: list[Action] = [Output(port.ofport, 0)]
+        return out, [COMMIT, *out, _to(ACCEPTED_INGRESS_TRAFFIC_TABLE)]
+    egress: list[Action] = [_to(ACCEPT_OR_INGRESS_TABLE)]
+    return egress, egress
+
+
+def _port_rules(
+    port: FilteredPort, sgs: SecurityGroupState
+) -> Iterator[tuple[str, SecurityGroupRule]]:
+    for sg_id in sorted(set(port.details.security_groups)):
+        group = sgs.groups.get(sg_id)
+        if group is not None:
+            for rule in group.rules:
+                yield sg_id, rule
+
+
+def _checked_protocol(sg_id: str, rule: SecurityGroupRule) -> tuple[bool, int | None]:
+    try:
+        protocol = protocol_number(rule)
+        check_prefix(rule)
+    except (UnsupportedRule, ValueError) as exc:
+        LOG.warning("security group %s: skipping rule %s: %s", sg_id, rule.model_dump(), exc)
+        return False, None
+    return True, protocol
+
+
+def plain_rule_flows(
+    port: FilteredPort, rules: Iterable[tuple[SecurityGroupRule, int | None]]
+) -> Iterator[Flow]:
+    """Rules without a remote group: one accept pair (est, new) per match, priority 74-77."""
+    for rule, protocol in rules:
+        table = _rules_table(rule.direction)
+        base: dict[str, Any] = {"eth_type": ETH_TYPES[rule.ethertype], REG_PORT: port.ofport}
+        prefix = check_prefix(rule)
+        if prefix is not None:
+            base[peer_field(rule.ethertype, rule.direction)] = prefix
+        priority = CONJUNCTION_BASE_PRIORITY + priority_offset(rule, protocol, conjunction=False)
+        established, new = _accept_actions(port, rule.direction)
+        for proto_match in protocol_matches(rule, protocol):
+            yield _flow(table, priority, established, ct_state=ESTABLISHED_NOT_REPLY,
+                        **base, **proto_match)  # fmt: skip
+            yield _flow(table, priority, new, ct_state=NEW_NOT_ESTABLISHED, **base, **proto_match)
+
+
+def conjunction_port_flows(
+    port: FilteredPort,
+    remote_rules: Iterable[tuple[str, SecurityGroupRule, int | None]],
+    conj_ids: ConjunctionIds,
+) -> Iterator[Flow]:
+    """The port's side of remote-group rules: ``conjunction(id, 2/2)`` flows matching the
+    port and protocol (ranges merged so same-priority flows never overlap), and one accept flow
+    per conjunction id that records the id in reg7 (neutron logs it from there)."""
+    by_kind: dict[tuple[str, str, int | None], list[tuple[SecurityGroupRule, int]]] = defaultdict(
+        list
+    )
+    for sg_id, rule, protocol in remote_rules:
+        assert rule.remote_group_id is not None
+        key: ConjKey = (sg_id, rule.remote_group_id, rule.direction, rule.ethertype)
+        offset = priority_offset(rule, protocol, conjunction=True)
+        by_kind[(rule.direction, rule.ethertype, protocol)].append(
+            (rule, conj_ids.conj_id(key, offset))
+        )
+    for (direction, ethertype, protocol), rule_ids in sorted(
+        by_kind.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or -1)
+    ):
+        table = _rules_table(direction)
+        base: dict[str, Any] = {"eth_type": ETH_TYPES[ethertype], REG_PORT: port.ofport}
+        clauses: dict[tuple[int, frozenset[tuple[str, Any]]], set[int]] = defaultdict(set)
+        if protocol in PORT_FIELDS:
+            ranges = []
+            for rule, conj_id in rule_ids:
+                low = rule.port_range_min if rule.port_range_min is not None else 0
+                high = rule.port_range_max if rule.port_range_max is not None else 65535
+                if rule.port_range_min is not None and rule.port_range_max is None:
+                    high = low
+                ranges.append((low, high, conj_id))
+            for low, high, segment_ids in disjoint_segments(ranges):
+                template = rule_ids[0][0]
+                for match in protocol_matches(template, protocol, (low, high)):
+                    priority = CONJUNCTION_BASE_PRIORITY + 3
+                    clauses[(priority, frozenset(match.items()))].update(segment_ids)
+        else:
+            for rule, conj_id in rule_ids:
+                priority = CONJUNCTION_BASE_PRIORITY + priority_offset(rule, protocol, True)
+                for match in protocol_matches(rule, protocol):
+                    clauses[(priority, frozenset(match.items()))].add(conj_id)
+        for (priority, match_items), ids in clauses.items():
+            for step, state in enumerate(ACCEPT_STATES):
+                yield _flow(
+                    table,
+                    priority,
+                    [Conjunction(conj_id + step, 2, 2) for conj_id in sorted(ids)],
+                    ct_state=state,
+                    **base,
+                    **dict(match_items),
+                )
+        established, new = _accept_actions(port, direction)
+        for conj_id in sorted({conj_id for _, conj_id in rule_ids}):
+            priority = CONJUNCTION_BASE_PRIORITY + conj_id % 8 // 2
+            for step, (state, actions) in enumerate(
+                zip(ACCEPT_STATES, (established, new), strict=True)
+            ):
+                yield _flow(table, priority, [SetField(REG_REMOTE_GROUP, conj_id + step),
+                            *actions], conj_id=conj_id + step, ct_state=state,
+                            **base)  # fmt: skip
+
+
+def _split_rules(
+    port: FilteredPort, sgs: SecurityGroupState
+) -> tuple[
+    list[tuple[SecurityGroupRule, int | None]], list[tuple[str, SecurityGroupRule, int | None]]
+]:
+    plain: list[tuple[SecurityGroupRule, int | None]] = []
+    remote: list[tuple[str, SecurityGroupRule, int | None]] = []
+    for sg_id, rule in _port_rules(port, sgs):
+        ok, protocol = _checked_protocol(sg_id, rule)
+        if not ok:
+            continue
+        if rule.remote_group_id is not None:
+            remote.append((sg_id, rule, protocol))
+        else:
+            plain.append((rule, protocol))
+    return plain, remote
+
+
+def filtered_port_flows(
+    port: FilteredPort, sgs: SecurityGroupState, conj_ids: ConjunctionIds
+) -> frozenset[Flow]:
+    addresses = PortAddresses.of(port.details)
+    plain, remote = _split_rules(port, sgs)
+    flows: list[Flow] = []
+    flows += transient_flows(port, addresses)
+    flows += egress_base_flows(port, addresses)
+    flows += accept_or_ingress_flows(port, addresses)
+    flows += ingress_base_flows(port)
+    flows += tracked_flows(port, RULES_EGRESS_TABLE, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)])
+    flows += tracked_flows(port, RULES_INGRESS_TABLE, [Output(port.ofport, 0)])
+    flows += plain_rule_flows(port, plain)
+    flows += conjunction_port_flows(port, remote, conj_ids)
+    return frozenset(flows)
+
+
+# -- shared: remote group members -----------------------------------------------------------
+def conjunction_keys(sgs: SecurityGroupState) -> Iterator[ConjKey]:
+    for sg_id, group in sgs.groups.items():
+        for rule in group.rules:
+            if rule.remote_group_id is not None:
+                yield (sg_id, rule.remote_group_id, rule.direction, rule.ethertype)
+
+
+@functools.lru_cache(maxsize=65536)
+def normal_address(address: str) -> str | None:
+    """A member address as a match value would print it; None for a /0 (see member_flows)."""
+    net = ipaddress.ip_network(address, strict=False)
+    if net.prefixlen == 0:
+        return None
+    return str(net.network_address) if net.prefixlen == net.max_prefixlen else str(net)
+
+
+# zone -> (direction, ethertype) -> remote group -> conjunction ids (offset included)
+RemoteUsage = dict[int, dict[tuple[str, str], dict[str, frozenset[int]]]]
+
+
+def remote_usage(
+    ports: Mapping[str, FilteredPort], sgs: SecurityGroupState, conj_ids: ConjunctionIds
+) -> RemoteUsage:
+    """Which conjunction ids each zone's filtered ports use for each remote group."""
+    combos = {
+        (port.local_vlan, tuple(sorted(set(port.details.security_groups))))
+        for port in ports.values()
+        if not is_trusted(port.details)
+    }
+    usage: dict[int, dict[tuple[str, str], dict[str, set[int]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(set))
+    )
+    for zone, sg_ids in combos:
+        for sg_id in sg_ids:
+            group = sgs.groups.get(sg_id)
+            for rule in group.rules if group is not None else ():
+                if rule.remote_group_id is None:
+                    continue
+                ok, protocol = _checked_protocol(sg_id, rule)
+                if not ok:
+                    continue
+                key: ConjKey = (sg_id, rule.remote_group_id, rule.direction, rule.ethertype)
+                offset = priority_offset(rule, protocol, conjunction=True)
+                usage[zone][(rule.direction, rule.ethertype)][rule.remote_group_id].add(
+                    conj_ids.conj_id(key, offset)
+                )
+    return {
+        zone: {kind: {r: frozenset(ids) for r, ids in remotes.items()}
+               for kind, remotes in kinds.items()}
+        for zone, kinds in usage.items()
+    }  # fmt: skip
+
+
+def member_owner(zone: int, direction: str, ethertype: str, address: str) -> OwnerKey:
+    return (MEMBER_OWNER, str(zone), direction, ethertype, address)
+
+
+def member_flows(
+    zone: int, direction: str, ethertype: str, address: str, conj_ids: Iterable[int]
+) -> frozenset[Flow]:
+    """``conjunction(id, 1/2)`` flows of one member address in one zone, for every id (remote
+    group rule) it completes, one flow per priority level and ct state.
+
+    A member known only as a /0 (an allowed address pair of 0.0.0.0/0) is skipped: neutron
+    narrows it by the member's MAC, which the member lists do not carry, and matching any source
+    would open the rule to everyone in the zone. Failing closed is the safe side.
+    """
+    by_priority: dict[int, list[int]] = defaultdict(list)
+    for conj_id in sorted(set(conj_ids)):
+        by_priority[CONJUNCTION_BASE_PRIORITY + conj_id % 8 // 2].append(conj_id)
+    match = {
+        "eth_type": ETH_TYPES[ethertype],
+        REG_NET: zone,
+        peer_field(ethertype, direction): address,
+    }
+    flows = []
+    for priority, ids in by_priority.items():
+        for step, state in enumerate(ACCEPT_STATES):
+            flows.append(
+                _flow(
+                    _rules_table(direction),
+                    priority,
+                    [Conjunction(conj_id + step, 1, 2) for conj_id in ids],
+                    ct_state=state,
+                    **match,
+                )
+            )
+    return frozenset(flows)
+
+
+def _zone_address_ids(
+    usage: RemoteUsage, sgs: SecurityGroupState
+) -> Iterator[tuple[OwnerKey, int, str, str, str, set[int]]]:
+    for zone, kinds in usage.items():
+        for (direction, ethertype), remotes in kinds.items():
+            by_address: dict[str, set[int]] = defaultdict(set)
+            for remote, remote_ids in remotes.items():
+                for raw in sgs.member_addresses(remote, ethertype):
+                    address = normal_address(raw)
+                    if address is not None:
+                        by_address[address].update(remote_ids)
+            for address, ids in by_address.items():
+                owner = member_owner(zone, direction, ethertype, address)
+                yield owner, zone, direction, ethertype, address, ids
+
+
+def _ids_for_owner(owner: OwnerKey, usage: RemoteUsage, sgs: SecurityGroupState) -> set[int]:
+    _, zone_text, direction, ethertype, address = owner
+    ids: set[int] = set()
+    remotes = usage.get(int(zone_text), {}).get((direction, ethertype), {})
+    for remote, remote_ids in remotes.items():
+        members = sgs.member_addresses(remote, ethertype)
+        if address in members or any(normal_address(m) == address for m in members):
+            ids.update(remote_ids)
+    return ids
+
+
+def _member_owners_of(
+    zone: int, kind: tuple[str, str], addresses: Iterable[str]
+) -> Iterator[OwnerKey]:
+    for raw in addresses:
+        address = normal_address(raw)
+        if address is not None:
+            yield member_owner(zone, kind[0], kind[1], address)
+
+
+class OVSFirewall:
+    """neutron's ``openvswitch`` firewall driver (conntrack, conjunctions), pure."""
+
+    name: ClassVar[str] = "openvswitch"
+
+    def __init__(self) -> None:
+        # memo of the last conjunction-id map: the agent passes the same (immutable) state for
+        # every port of one change; recomputing it per port would cost O(ports * rules).
+        self._memo: tuple[object, ConjunctionIds] | None = None
+
+    def conjunction_ids(self, sgs: SecurityGroupState) -> ConjunctionIds:
+        if self._memo is None or self._memo[0] is not sgs.groups:
+            self._memo = (sgs.groups, ConjunctionIds.for_keys(conjunction_keys(sgs)))
+        return self._memo[1]
+
+    def base_flows(self) -> frozenset[Flow]:
+        return firewall_base_flows()
+
+    def port_flows(self, port: FilteredPort, sgs: SecurityGroupState) -> frozenset[Flow]:
+        if is_trusted(port.details):
+            return frozenset(trusted_port_flows(port))
+        return filtered_port_flows(port, sgs, self.conjunction_ids(sgs))
+
+    def shared_flows(
+        self,
+        ports: Mapping[str, FilteredPort],
+        sgs: SecurityGroupState,
+        owners: Collection[OwnerKey] | None = None,
+    ) -> Mapping[OwnerKey, frozenset[Flow]]:
+        usage = remote_usage(ports, sgs, self.conjunction_ids(sgs))
+        if owners is None:
+            return {
+                owner: member_flows(zone, direction, ethertype, address, ids)
+                for owner, zone, direction, ethertype, address, ids in _zone_address_ids(usage, sgs)
+            }
+        result: dict[OwnerKey, frozenset[Flow]] = {}
+        for owner in owners:
+            if len(owner) != 5 or owner[0] != MEMBER_OWNER:
+                raise ValueError(f"{owner!r} is not an openvswitch firewall shared owner")
+            ids = _ids_for_owner(owner, usage, sgs)
+            _, zone, direction, ethertype, address = owner
+            result[owner] = (
+                member_flows(int(zone), direction, ethertype, address, ids) if ids else frozenset()
+            )
+        return result
+
+    def owners_for_change(
+        self,
+        ports_before: Mapping[str, FilteredPort],
+        sgs_before: SecurityGroupState,
+        ports_after: Mapping[str, FilteredPort],
+        sgs_after: SecurityGroupState,
+    ) -> frozenset[OwnerKey]:
+        dirty: set[OwnerKey] = set()
+        ids_before = ConjunctionIds.for_keys(conjunction_keys(sgs_before))
+        ids_after = self.conjunction_ids(sgs_after)
+        changed_groups = {
+            sg_id
+            for sg_id in sgs_before.groups.keys() | sgs_after.groups.keys()
+            if sgs_before.groups.get(sg_id) != sgs_after.groups.get(sg_id)
+        }
+        changed_groups.update(
+            key[0]
+            for key in ids_before.bases.keys() | ids_after.bases.keys()
+            if ids_before.bases.get(key) != ids_after.bases.get(key)
+        )
+        for iface in ports_before.keys() | ports_after.keys():
+            after = ports_after.get(iface)
+            if ports_before.get(iface) != after or (
+                after is not None and changed_groups & set(after.details.security_groups)
+            ):
+                dirty.add(port_owner(iface))
+        usage_before = remote_usage(ports_before, sgs_before, ids_before)
+        usage_after = remote_usage(ports_after, sgs_after, ids_after)
+        for zone in usage_before.keys() | usage_after.keys():
+            kinds_before = usage_before.get(zone, {})
+            kinds_after = usage_after.get(zone, {})
+            for kind in kinds_before.keys() | kinds_after.keys():
+                remotes_before = kinds_before.get(kind, {})
+                remotes_after = kinds_after.get(kind, {})
+                ethertype = kind[1]
+                for remote in remotes_before.keys() | remotes_after.keys():
+                    old = sgs_before.member_addresses(remote, ethertype)
+                    new = sgs_after.member_addresses(remote, ethertype)
+                    if remotes_before.get(remote) != remotes_after.get(remote):
+                        touched = old | new  # every member's conjunction ids changed
+                    else:
+                        touched = old ^ new  # only joins and leaves
+                    dirty.update(_member_owners_of(zone, kind, touched))
+        return frozenset(dirty)
