@@ -1,0 +1,75 @@
+"""Split the unframed OVSDB byte stream into JSON messages.
+
+RFC 7047 puts JSON texts back to back with no framing. Bytes are decoded as UTF-8 incrementally
+(a multi-byte character may straddle two reads) and complete values are parsed with the C JSON
+decoder. A parse error near the end of the buffer is a message still on its way; anywhere else it
+is garbage. To keep large messages linear, a failed (incomplete) parse is retried only when new
+data ends a value (``}``/``]``) or the buffer has doubled: the server writes whole messages, so
+the last chunk of each one ends with its closing brace.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import re
+from typing import Any
+
+from aovs.ovsdb.errors import ProtocolError
+
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_INCOMPLETE_TAIL = 12  # an error this close to the end may be a token cut short (`tru`, `\u00`)
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+class JsonStream:
+    """Feed bytes, get whole JSON values. Raises :class:`ProtocolError` on garbage."""
+
+    def __init__(self, max_message: int = MAX_MESSAGE_BYTES) -> None:
+        self._utf8 = codecs.getincrementaldecoder("utf-8")()
+        self._decoder = json.JSONDecoder()
+        self._buffer = ""
+        self._retry_at = 0  # retry a failed parse once the buffer is this long
+        self._offset = 0  # stream offset of the buffer's start, for error messages
+        self._max = max_message
+
+    @property
+    def pending(self) -> int:
+        """Characters of an incomplete message held back."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[Any]:
+        try:
+            text = self._utf8.decode(data)
+        except UnicodeDecodeError as exc:
+            raise ProtocolError(f"invalid UTF-8 near stream offset {self._offset}: {exc}") from None
+        if not text:
+            return []
+        self._buffer += text
+        if len(self._buffer) > self._max:
+            raise ProtocolError(f"message larger than {self._max} characters")
+        if len(self._buffer) < self._retry_at and not text.rstrip().endswith(("}", "]")):
+            return []
+        return self._parse()
+
+    def _parse(self) -> list[Any]:
+        buffer = self._buffer
+        end = len(buffer)
+        messages: list[Any] = []
+        pos = _WHITESPACE.match(buffer, 0).end()  # type: ignore[union-attr]
+        while pos < end:
+            try:
+                message, pos = self._decoder.raw_decode(buffer, pos)
+            except json.JSONDecodeError as exc:
+                if exc.msg.startswith("Unterminated string") or end - exc.pos <= _INCOMPLETE_TAIL:
+                    break
+                near = buffer[exc.pos : exc.pos + 40]
+                raise ProtocolError(
+                    f"malformed JSON at stream offset {self._offset + exc.pos}: {exc.msg}: {near!r}"
+                ) from None
+            messages.append(message)
+            pos = _WHITESPACE.match(buffer, pos).end()  # type: ignore[union-attr]
+        self._offset += pos
+        self._buffer = buffer[pos:]
+        self._retry_at = 2 * len(self._buffer) if self._buffer else 0
+        return messages
