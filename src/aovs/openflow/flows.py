@@ -92,14 +92,32 @@ def ct_state(spec: str) -> tuple[int, int]:
     return value, mask
 
 
+def _prefix(mask: Any) -> str:
+    """A netmask as a prefix length: ipaddress parses IPv4 netmasks but not IPv6 ones, and
+    decoded IPv6 matches arrive as (address, netmask)."""
+    text = str(mask)
+    if ":" not in text:
+        return text
+    bits = int(ipaddress.IPv6Address(text))
+    length = bin(bits).count("1")
+    if bits != ((1 << 128) - 1) ^ ((1 << (128 - length)) - 1):
+        raise ValueError(f"non-contiguous IPv6 mask {text}")
+    return str(length)
+
+
 def _normalise(name: str, value: Any) -> MatchValue:
     if name in MAC_FIELDS:
         if isinstance(value, tuple):
             mac, mask = str(value[0]).lower(), str(value[1]).lower()
-            return mac if mask == "ff:ff:ff:ff:ff:ff" else (mac, mask)
+            if mask == "ff:ff:ff:ff:ff:ff":
+                return mac
+            # the switch reports value & mask, as for integer fields
+            raw = int(mac.replace(":", ""), 16) & int(mask.replace(":", ""), 16)
+            masked = raw.to_bytes(6, "big").hex(":")
+            return masked, mask
         return str(value).lower()
     if name in IPV4_FIELDS or name in IPV6_FIELDS:
-        text = f"{value[0]}/{value[1]}" if isinstance(value, tuple) else str(value)
+        text = f"{value[0]}/{_prefix(value[1])}" if isinstance(value, tuple) else str(value)
         net = ipaddress.ip_network(text, strict=False)
         if net.prefixlen == net.max_prefixlen:
             return str(net.network_address)
