@@ -34,6 +34,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(ports=args.ports, keep=args.keep)
 
 
+def _cmd_simulate_server(args: argparse.Namespace) -> int:
+    from aovs.rpc.simulator_cli import run_simulate_server
+
+    return run_simulate_server(args.topology, args.transport_url, args.server_host)
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     """Validate the configuration; optionally print one derived value for shell scripts."""
     from aovs.config import load_config
@@ -63,6 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--ports", type=int, default=200)
     demo.add_argument("--keep", action="store_true", help="keep the sandbox directory")
     demo.set_defaults(handler=_cmd_demo)
+
+    simulate = sub.add_parser(
+        "simulate-server", help="a neutron-server stand-in on RabbitMQ, serving a topology file"
+    )
+    simulate.add_argument("--topology", type=Path, required=True, help="topology JSON file")
+    simulate.add_argument(
+        "--transport-url",
+        default="rabbit://guest:guest@127.0.0.1:5672/",
+        help="rabbit://user:pass@host:port/vhost (default: local broker, vhost /)",
+    )
+    simulate.add_argument("--server-host", default="neutron-server", help="its oslo server name")
+    simulate.set_defaults(handler=_cmd_simulate_server)
 
     check = sub.add_parser("check-config", help="validate the configuration and exit")
     check.add_argument("--config", type=Path, help="TOML file (default: $AOVS_CONFIG)")
