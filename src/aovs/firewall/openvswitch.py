@@ -224,9 +224,12 @@ def egress_base_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[
         # no DHCP server on an instance
         yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=eth_type, ip_proto=PROTO_UDP,
                     udp_src=server, udp_dst=client, **own)  # fmt: skip
-    # no router advertisements from an instance
-    yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=ETH_TYPE_IPV6, ip_proto=PROTO_ICMPV6,
-                icmpv6_type=ICMPV6_TYPE_RA, **own)  # fmt: skip
+    # no router advertisements from an instance, and (aovs hardening: neutron lets these reach
+    # the rules, where an "egress IPv6 any" rule accepts them) no neighbour advertisements for
+    # addresses that are not the port's
+    for icmp_type in (ICMPV6_TYPE_RA, *ICMPV6_RESTRICTED_EGRESS_TYPES):
+        yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=ETH_TYPE_IPV6, ip_proto=PROTO_ICMPV6,
+                    icmpv6_type=icmp_type, **own)  # fmt: skip
     yield _flow(BASE_EGRESS_TABLE, 10, [CTClear(), *drop], **own)
 
 
