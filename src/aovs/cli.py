@@ -53,6 +53,18 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_status(args: argparse.Namespace) -> int:
+    from aovs.observability.status_command import run_status
+
+    return run_status(args.socket, args.config, args.json, args.health, args.timeout)
+
+
+def _cmd_cleanup(args: argparse.Namespace) -> int:
+    from aovs.cleanup import run_cleanup
+
+    return run_cleanup(args.config, dry_run=args.dry_run, timeout=args.timeout)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aovs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", type=Path, help="TOML file (default: $AOVS_CONFIG)")
     check.add_argument("--print", choices=("ovsdb_socket", "json"), help="print a value")
     check.set_defaults(handler=_cmd_check_config)
+
+    status = sub.add_parser("status", help="ask the running agent: ports, transitions, health")
+    status.add_argument("--socket", type=Path, help="default: <state_path>/aovs.sock")
+    status.add_argument("--config", type=Path, help="TOML file (default: $AOVS_CONFIG)")
+    status.add_argument("--json", action="store_true", help="the raw snapshot as JSON")
+    status.add_argument("--health", action="store_true", help="exit 0 healthy, 1 not, 2 no agent")
+    status.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    status.set_defaults(handler=_cmd_status)
+
+    cleanup = sub.add_parser("cleanup", help="remove the ports aovs/neutron created (like "
+                             "neutron-ovs-cleanup); run with the agent stopped")  # fmt: skip
+    cleanup.add_argument("--config", type=Path, help="TOML file (default: $AOVS_CONFIG)")
+    cleanup.add_argument("--dry-run", action="store_true", help="only list what would be removed")
+    cleanup.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    cleanup.set_defaults(handler=_cmd_cleanup)
 
     return parser
 
