@@ -1,0 +1,622 @@
+"""The agent's decisions, without I/O: events in, a :class:`Plan` out.
+
+The shell (:mod:`aovs.agent.agent`) feeds ``AgentCore`` what OVSDB, neutron-server and the clock
+say, then calls :meth:`AgentCore.flush`, which recomputes the flows of the owners those events
+made dirty (and nothing else) and returns one plan: a flow delta per bridge (one bundle each),
+the OVSDB Port rows to write, what to ask neutron-server, what to report, and one transition
+record per port for the log.
+
+Port lifecycle (keyed by iface-id, see :mod:`aovs.agent.state`):
+
+- An Interface row with ``external_ids:iface-id`` appears: details are asked for at once (even
+  before OVS gives it an ofport); with a valid ofport the port is PENDING (dead VLAN + drop)
+  until they come, or WIRED at once when they are cached (a VM reboot: no RPC).
+- Its row is deleted: reported DOWN at once, but its flows stay for ``unplug_grace`` seconds, so
+  that a reboot's re-inserted row (new ofport, ~100-200 ms later) swaps old flows for new in ONE
+  bundle; after the grace the flows go. A new row for the same iface-id is a re-plug: reported
+  DOWN then UP (LP 1963899). A modify that only changes the ofport re-wires (LP 1843870).
+- ofport -1: FAILED, no flows, reported down (LP 1992109).
+- admin_state_up false, unknown to the server, bound elsewhere: DEAD (dead VLAN 4095 + drop).
+- Details that do not parse, a network this host cannot carry, no local VLAN left: FAILED (drop),
+  reported down, and asked again with back-off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from aovs.agent.ledger import FlowDelta, FlowLedger
+from aovs.agent.schedule import RetrySchedule
+from aovs.agent.state import CachedDetails, InterfaceRow, PortConfig, PortPhase, PortState
+from aovs.agent.vlans import LocalVlanAllocator, VlansExhausted
+from aovs.firewall.base import (
+    PORT_OWNER,
+    FilteredPort,
+    FirewallDriver,
+    IncrementalFirewallDriver,
+    OwnerKey,
+    SecurityGroupState,
+)
+from aovs.model import NetworkSegment, PortDetails, SecurityGroup
+from aovs.openflow.flows import Flow
+from aovs.pipelines import compose
+from aovs.pipelines.compose import PortPlan, Topology, Wiring
+from aovs.rpc.server_replies import (
+    DeviceOutcome,
+    FailedDevice,
+    NoActiveBinding,
+    SecurityGroupInfo,
+    UnknownDevice,
+)
+
+LOG = logging.getLogger(__name__)
+
+DEFAULT_UNPLUG_GRACE = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One port's change in one flush, for the one-line log after it is committed."""
+
+    iface_id: str
+    event: str
+    phase: PortPhase
+    ofport: int | None
+    old_ofport: int | None
+    started: float
+    reason: str = ""
+    name: str | None = None
+
+
+@dataclass
+class Plan:
+    """Everything one flush asks the shell to do, in this order: flows and Port rows
+    (concurrently), then reports; fetches at once."""
+
+    flows: dict[str, FlowDelta] = field(default_factory=dict)
+    port_configs: dict[str, PortConfig] = field(default_factory=dict)  # by Port name
+    fetch_details: list[str] = field(default_factory=list)
+    fetch_security_groups: list[str] = field(default_factory=list)  # device ids
+    reports: list[tuple[str, bool]] = field(default_factory=list)  # (device, up), in order
+    transitions: list[Transition] = field(default_factory=list)
+    state_changed: bool = False  # something the snapshot holds changed
+
+    @property
+    def flow_changes(self) -> int:
+        return sum(len(delta) for delta in self.flows.values())
+
+
+class AgentCore:
+    def __init__(
+        self,
+        topology: Topology,
+        firewall: FirewallDriver,
+        *,
+        needs_security_groups: bool = True,
+        unplug_grace: float = DEFAULT_UNPLUG_GRACE,
+        retry_first_delay: float = 1.0,
+        retry_cap: float = 60.0,
+    ) -> None:
+        self.topology = topology
+        self.firewall = firewall
+        self.needs_security_groups = needs_security_groups
+        self.unplug_grace = unplug_grace
+        self.ports: dict[str, PortState] = {}
+        self.rows: dict[str, InterfaceRow] = {}  # Interface uuid -> row (with an iface-id)
+        self.details: dict[str, CachedDetails] = {}
+        self.refusals: dict[str, tuple[PortPhase, str]] = {}  # what the server said instead
+        self.networks: dict[str, NetworkSegment] = {}
+        self.vlans = LocalVlanAllocator()
+        self.sgs = SecurityGroupState(groups={}, members={})
+        self.port_rows: dict[str, tuple[int | None, dict[str, str]]] = {}  # Port name -> row
+        self.ledgers: dict[str, FlowLedger] = {}
+        self.details_fetch = RetrySchedule(retry_first_delay, retry_cap)
+        self.sg_fetch = RetrySchedule(retry_first_delay, retry_cap)
+        self._net_members: dict[str, set[str]] = {}
+        self._filtered: dict[str, FilteredPort] = {}
+        self._config_sent: dict[str, tuple[str, PortConfig]] = {}  # name -> (row, config)
+        self._bridge_owners: set[tuple[str, OwnerKey]] = set()
+        self._shared_owners: set[OwnerKey] = set()
+        self._dirty_ports: set[str] = set()
+        self._dirty_networks: set[str] = set()
+        self._topology_dirty = True
+        self._sgs_before: SecurityGroupState | None = None
+        self._reports: list[tuple[str, bool]] = []
+        self._reported: dict[str, bool] = {}  # device -> last report made (True = up)
+        self._removed: dict[str, tuple[PortState, int | None]] = {}
+        self._state_changed = False
+        self._ensure_ledgers()
+
+    # -- what OVSDB says ------------------------------------------------------------------
+    def set_topology(self, topology: Topology) -> None:
+        if topology != self.topology:
+            self.topology = topology
+            self._topology_dirty = True
+            self._ensure_ledgers()
+            for port in self.ports.values():  # a network may have become (un)carriable
+                self._evaluate(port, port.since)
+
+    def port_row(self, name: str, tag: int | None, other_config: Mapping[str, str]) -> None:
+        """An OVSDB Port row (what is written there now)."""
+        self.port_rows[name] = (tag, dict(other_config))
+
+    def port_row_deleted(self, name: str) -> None:
+        self.port_rows.pop(name, None)
+        self._config_sent.pop(name, None)
+
+    def recover_vlans(self) -> None:
+        """Offer each network the local VLAN OVSDB's Port rows say it had (neutron's
+        other_config net_uuid/tag), so an agent restart computes the same flows."""
+        hints = []
+        for tag, other in self.port_rows.values():
+            net = other.get("net_uuid")
+            vlan = other.get("tag")
+            if net and vlan and vlan.isdigit() and tag == int(vlan):
+                hints.append((net, int(vlan)))
+        self.vlans.remember(hints)
+
+    def interface_changed(self, row: InterfaceRow, now: float) -> None:
+        """An Interface row with an iface-id was inserted or modified."""
+        previous = self.rows.get(row.uuid)
+        self.rows[row.uuid] = row
+        if previous is not None and previous.iface_id != row.iface_id:
+            self._row_gone(previous, now)
+        if row.iface_id not in self.details and row.iface_id not in self.refusals:
+            self.details_fetch.want([row.iface_id], now)  # even before it has an ofport
+        port = self.ports.get(row.iface_id)
+        if port is None:
+            if row.ofport is None:
+                return
+            port = PortState(iface_id=row.iface_id, interface=row, ofport=None, since=now)
+            self.ports[row.iface_id] = port
+            self._removed.pop(row.iface_id, None)
+            port.notes.append("plugged")
+        elif port.interface is None or port.interface.uuid != row.uuid:
+            self._replug(port, row, now)
+        else:
+            port.interface = row
+        if row.ofport is None:
+            return  # a re-plug keeps the old flows until OVS assigns the new ofport
+        self._place(port, row.ofport, now)
+
+    def interface_deleted(self, uuid: str, now: float) -> None:
+        row = self.rows.pop(uuid, None)
+        if row is not None:
+            self._row_gone(row, now)
+
+    # -- what neutron-server says ---------------------------------------------------------
+    def details_received(self, outcomes: Mapping[str, DeviceOutcome], now: float) -> None:
+        failed: list[str] = []
+        for device, outcome in outcomes.items():
+            if isinstance(outcome, PortDetails):
+                self.details[device] = CachedDetails(outcome, confirmed=True)
+                self.refusals.pop(device, None)
+                self._state_changed = True
+                if self.needs_security_groups and self._missing_groups(outcome):
+                    self.sg_fetch.want([device], now)
+            elif isinstance(outcome, UnknownDevice | NoActiveBinding):
+                self.details.pop(device, None)
+                reason = (
+                    "unknown to neutron-server"
+                    if isinstance(outcome, UnknownDevice)
+                    else "bound to another host"
+                )
+                self.refusals[device] = (PortPhase.DEAD, reason)
+                self._state_changed = True
+            elif isinstance(outcome, FailedDevice):
+                failed.append(device)
+                if device not in self.details:
+                    self.refusals[device] = (PortPhase.FAILED, outcome.reason)
+                else:
+                    LOG.warning(
+                        "details refresh failed; keeping the cached ones",
+                        extra={"iface_id": device, "reason": outcome.reason},
+                    )
+        self.details_fetch.done([d for d in outcomes if d not in failed], now)
+        if failed:
+            delay = self.details_fetch.failed(failed, now)
+            LOG.warning(
+                "device details failed; retrying",
+                extra={"devices": len(failed), "retry_in_s": delay, "first": failed[0]},
+            )
+        for device in outcomes:
+            port = self.ports.get(device)
+            if port is not None:
+                self._evaluate(port, now, refreshed=device not in failed)
+
+    def details_unavailable(self, devices: Iterable[str], now: float, reason: str) -> None:
+        """The whole details call failed (server unreachable): back off, keep the dataplane."""
+        self.details_received({d: FailedDevice(d, reason) for d in devices}, now)
+
+    def security_groups_received(
+        self, devices: Iterable[str], info: SecurityGroupInfo, now: float
+    ) -> None:
+        self.sg_fetch.done(devices, now)
+        groups: dict[str, SecurityGroup] = dict(self.sgs.groups)
+        members = {k: dict(v) for k, v in self.sgs.members.items()}
+        groups.update(info.security_groups)
+        for sg_id, by_type in info.member_ips.items():
+            members[sg_id] = dict(by_type)
+        new = SecurityGroupState(groups=groups, members=members)
+        if new.groups != self.sgs.groups or new.members != self.sgs.members:
+            if self._sgs_before is None:
+                self._sgs_before = self.sgs
+            self.sgs = new
+            self._state_changed = True
+        for port in self.ports.values():
+            if port.phase is PortPhase.PENDING:
+                self._evaluate(port, now)
+
+    def security_groups_unavailable(self, devices: Iterable[str], now: float) -> None:
+        self.sg_fetch.failed(devices, now)
+
+    def port_updated(self, iface_id: str, now: float) -> None:
+        """port_update notification: ask again (the cached details keep wiring meanwhile)."""
+        self.details_fetch.want([iface_id], now)
+        if self.needs_security_groups and iface_id in self.ports:
+            self.sg_fetch.want([iface_id], now)
+
+    def port_deleted(self, iface_id: str, now: float) -> None:
+        self.details.pop(iface_id, None)
+        self.details_fetch.forget([iface_id])
+        self.refusals[iface_id] = (PortPhase.DEAD, "deleted in neutron")
+        self._state_changed = True
+        port = self.ports.get(iface_id)
+        if port is not None:
+            self._evaluate(port, now)
+
+    def network_deleted(self, network_id: str, now: float) -> None:
+        devices = [d for d, c in self.details.items() if c.details.network_id == network_id]
+        self.details_fetch.want(devices, now)
+
+    def security_groups_changed(self, sg_ids: Iterable[str], now: float) -> None:
+        """A rule or member update for these groups: re-fetch for the ports that use them,
+        directly or as a remote group."""
+        changed = set(sg_ids)
+        referencing = {
+            sg.id
+            for sg in self.sgs.groups.values()
+            if any(rule.remote_group_id in changed for rule in sg.rules)
+        }
+        wanted = changed | referencing
+        devices = [
+            iface_id
+            for iface_id, cached in self.details.items()
+            if iface_id in self.ports and wanted & set(cached.details.security_groups)
+        ]
+        self.sg_fetch.want(devices, now)
+
+    # -- snapshot ------------------------------------------------------------------------
+    def restore(
+        self,
+        details: Iterable[PortDetails],
+        local_vlans: Mapping[str, int],
+        sgs: SecurityGroupState,
+    ) -> None:
+        """Prime the caches from the snapshot: unconfirmed, used to wire before the server
+        answers; OVSDB's Port rows win over the snapshot's VLANs (call recover_vlans first)."""
+        for item in details:
+            self.details.setdefault(item.device, CachedDetails(item, confirmed=False))
+        self.vlans.remember(local_vlans.items())
+        self.sgs = sgs
+
+    # -- the clock ---------------------------------------------------------------------
+    def expire(self, now: float) -> None:
+        for port in list(self.ports.values()):
+            if port.unplugged_at is not None and now - port.unplugged_at >= self.unplug_grace:
+                self._remove(port, now)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            port.unplugged_at + self.unplug_grace
+            for port in self.ports.values()
+            if port.unplugged_at is not None
+        ]
+        for schedule in (self.details_fetch, self.sg_fetch):
+            deadline = schedule.next_deadline()
+            if deadline is not None:
+                deadlines.append(deadline)
+        return min(deadlines, default=None)
+
+    # -- the flush -----------------------------------------------------------------------
+    def flush(self, now: float) -> Plan:
+        plan = Plan()
+        filtered_before = dict(self._filtered) if self._dirty_ports else self._filtered
+        if self._topology_dirty:
+            self._flush_topology()
+        for iface_id in self._dirty_ports:
+            self._flush_port(iface_id, plan)
+        for network_id in self._dirty_networks:
+            self._flush_network(network_id)
+        self._flush_firewall(filtered_before, self._dirty_ports)
+        self._dirty_ports.clear()
+        self._dirty_networks.clear()
+        for bridge, ledger in self.ledgers.items():
+            delta = ledger.take_delta()
+            if delta:
+                plan.flows[bridge] = delta
+        plan.fetch_details = self.details_fetch.take_due(now)
+        if self.needs_security_groups:
+            plan.fetch_security_groups = self.sg_fetch.take_due(now)
+        plan.reports, self._reports = self._reports, []
+        plan.state_changed, self._state_changed = self._state_changed, False
+        return plan
+
+    def desired(self, bridge: str) -> frozenset[Flow]:
+        return self.ledgers[bridge].desired()
+
+    def counts(self) -> dict[str, int]:
+        counts = {phase.value: 0 for phase in PortPhase}
+        for port in self.ports.values():
+            counts[port.phase.value] += 1
+        return counts
+
+    # -- transitions ---------------------------------------------------------------------
+    def _row_gone(self, row: InterfaceRow, now: float) -> None:
+        port = self.ports.get(row.iface_id)
+        if port is None or port.interface is None or port.interface.uuid != row.uuid:
+            return
+        port.interface = None
+        port.unplugged_at = now
+        port.since = now
+        port.notes.append("unplugged")
+        self._report(port.iface_id, up=False)
+        if port.ofport is None:
+            self._remove(port, now)
+        else:
+            self._dirty_ports.add(port.iface_id)  # its Port row is gone: nothing else to do
+
+    def _replug(self, port: PortState, row: InterfaceRow, now: float) -> None:
+        if port.interface is not None:  # the new row came before the old one's delete
+            self.rows.pop(port.interface.uuid, None)
+        self._report(port.iface_id, up=False)  # nova waits for DOWN -> UP (LP 1963899)
+        port.interface = row
+        port.unplugged_at = None
+        port.plugs += 1
+        port.since = now
+        port.notes.append("replugged")
+        self._dirty_ports.add(port.iface_id)
+
+    def _place(self, port: PortState, ofport: int, now: float) -> None:
+        if ofport == -1:
+            if port.phase is not PortPhase.FAILED or port.ofport is not None:
+                self._set_phase(port, PortPhase.FAILED, "ofport -1: OVS could not add it", now)
+                port.ofport = None
+                self._set_network(port, None)
+                self._dirty_ports.add(port.iface_id)
+            return
+        if ofport != port.ofport:
+            if port.ofport is not None:
+                port.notes.append(f"ofport {port.ofport}->{ofport}")
+            port.ofport = ofport
+            port.since = now
+            self._dirty_ports.add(port.iface_id)
+        self._evaluate(port, now)
+
+    def _evaluate(self, port: PortState, now: float, refreshed: bool = False) -> None:
+        """Decide the phase of a port from what is known about it."""
+        if port.ofport is None:
+            return
+        cached = self.details.get(port.iface_id)
+        refusal = self.refusals.get(port.iface_id)
+        if cached is None:
+            phase, reason = refusal if refusal is not None else (PortPhase.PENDING, "")
+            self._set_phase(port, phase, reason, now)
+            self._set_network(port, None)
+            return
+        details = cached.details
+        segment = details.segment
+        problem = compose.segment_problem(self.topology, segment)
+        if not details.admin_state_up:
+            self._set_phase(port, PortPhase.DEAD, "admin_state_up is false", now)
+            self._set_network(port, None)
+        elif problem is not None:
+            self._set_phase(port, PortPhase.FAILED, problem, now)
+            self._set_network(port, None)
+        elif self.needs_security_groups and self._missing_groups(details):
+            if port.iface_id not in self.sg_fetch:
+                self.sg_fetch.want([port.iface_id], now)
+            self._set_phase(port, PortPhase.PENDING, "waiting for security groups", now)
+            self._set_network(port, None)
+        else:
+            if self.networks.get(details.network_id) != segment:
+                self.networks[details.network_id] = segment
+                self._dirty_networks.add(details.network_id)
+            try:
+                self._set_network(port, details.network_id)
+            except VlansExhausted as exc:
+                self._set_phase(port, PortPhase.FAILED, str(exc), now)
+                return
+            self._set_phase(port, PortPhase.WIRED, "", now)
+            if self._filtered.get(port.iface_id) != self._filtered_port(port):
+                self._dirty_ports.add(port.iface_id)
+            if cached.confirmed:  # details restored from the snapshot wait for the server
+                self._report(port.iface_id, up=True)
+
+    def _set_phase(self, port: PortState, phase: PortPhase, reason: str, now: float) -> None:
+        if port.phase is phase and port.reason == reason:
+            return
+        port.phase = phase
+        port.reason = reason
+        self._dirty_ports.add(port.iface_id)
+        if phase is not PortPhase.WIRED and (phase is not PortPhase.PENDING or reason):
+            self._report(port.iface_id, up=False)
+
+    def _set_network(self, port: PortState, network_id: str | None) -> None:
+        if port.network_id == network_id:
+            return
+        if network_id is not None:
+            self.vlans.allocate(network_id)  # raises VlansExhausted before anything changes
+            self._net_members.setdefault(network_id, set()).add(port.iface_id)
+            self._dirty_networks.add(network_id)
+            self._state_changed = True
+        old = port.network_id
+        port.network_id = network_id
+        self._dirty_ports.add(port.iface_id)
+        if old is not None:
+            members = self._net_members.get(old, set())
+            members.discard(port.iface_id)
+            if not members:
+                self._net_members.pop(old, None)
+                self.vlans.release(old)
+                self._dirty_networks.add(old)
+                self._state_changed = True
+
+    def _remove(self, port: PortState, now: float) -> None:
+        port.notes.append("removed")
+        self._set_network(port, None)
+        old = port.ofport
+        port.ofport = None
+        self._dirty_ports.add(port.iface_id)
+        del self.ports[port.iface_id]
+        self._removed[port.iface_id] = (port, old)
+
+    def _report(self, device: str, *, up: bool) -> None:
+        if self._reported.get(device) is up:
+            return
+        self._reported[device] = up
+        self._reports.append((device, up))
+
+    def _missing_groups(self, details: PortDetails) -> bool:
+        if not details.port_security_enabled:
+            return False
+        return any(sg not in self.sgs.groups for sg in details.security_groups)
+
+    # -- flushing helpers ------------------------------------------------------------------
+    def _ensure_ledgers(self) -> None:
+        for bridge in self.topology.bridges:
+            self.ledgers.setdefault(bridge, FlowLedger(bridge))
+
+    def _replace(self, owner: OwnerKey, flows: Mapping[str, frozenset[Flow]]) -> None:
+        for bridge, ledger in self.ledgers.items():
+            ledger.replace(owner, flows.get(bridge, frozenset()))
+
+    def _flush_topology(self) -> None:
+        owners = compose.bridge_flows(self.topology)
+        owners[compose.FIREWALL_BASE_OWNER] = compose.firewall_base_flows(
+            self.topology, self.firewall
+        )
+        for owner, flows in owners.items():
+            self._replace(owner, flows)
+        for bridge, owner in self._bridge_owners:
+            if owner not in owners and bridge in self.ledgers:
+                self.ledgers[bridge].replace(owner, ())
+        self._bridge_owners = {(b, o) for o in owners for b in self.ledgers}
+        self._dirty_networks.update(self.vlans.assignments())
+        self._dirty_ports.update(self.ports)
+        self._topology_dirty = False
+
+    def _filtered_port(self, port: PortState) -> FilteredPort | None:
+        plan = self._port_plan(port)
+        return plan.filtered() if plan is not None else None
+
+    def _port_plan(self, port: PortState) -> PortPlan | None:
+        if port.ofport is None:
+            return None
+        if port.phase is PortPhase.WIRED and port.network_id is not None:
+            cached = self.details[port.iface_id]
+            vlan = self.vlans.get(port.network_id)
+            return PortPlan(port.iface_id, port.ofport, Wiring.WIRED, cached.details, vlan)
+        return PortPlan(port.iface_id, port.ofport, Wiring.DEAD)
+
+    def _flush_port(self, iface_id: str, plan: Plan) -> None:
+        port = self.ports.get(iface_id)
+        owner = compose.port_owner(iface_id)
+        if port is None:
+            self._replace(owner, {})
+            self._filtered.pop(iface_id, None)
+            removed = self._removed.pop(iface_id, None)
+            if removed is not None:
+                gone, old = removed
+                plan.transitions.append(self._transition(gone, "removed", old))
+            return
+        port_plan = self._port_plan(port)
+        flows = (
+            compose.port_flows(self.topology, port_plan, self.firewall, self.sgs)
+            if port_plan is not None
+            else {}
+        )
+        self._replace(owner, flows)
+        filtered = port_plan.filtered() if port_plan is not None else None
+        if filtered is None:
+            self._filtered.pop(iface_id, None)
+        else:
+            self._filtered[iface_id] = filtered
+        config = self._port_config(port)
+        if config is not None and port.interface is not None:
+            name = port.interface.name
+            sent = (port.interface.uuid, config)
+            tag, other = self.port_rows.get(name, (None, {}))
+            if not config.satisfied_by(tag, other) and self._config_sent.get(name) != sent:
+                plan.port_configs[name] = config
+                self._config_sent[name] = sent
+        if port.notes:
+            plan.transitions.append(self._transition(port, " ".join(port.notes), None))
+            port.notes.clear()
+
+    def _port_config(self, port: PortState) -> PortConfig | None:
+        if port.interface is None:
+            return None
+        if port.phase is PortPhase.WIRED and port.network_id is not None:
+            vlan = self.vlans.get(port.network_id)
+            assert vlan is not None
+            return PortConfig.wired(self.details[port.iface_id].details, vlan)
+        return PortConfig.dead()
+
+    def _transition(self, port: PortState, event: str, old_ofport: int | None) -> Transition:
+        return Transition(
+            iface_id=port.iface_id,
+            event=event,
+            phase=port.phase,
+            ofport=port.ofport,
+            old_ofport=old_ofport,
+            started=port.since,
+            reason=port.reason,
+            name=port.name,
+        )
+
+    def _flush_network(self, network_id: str) -> None:
+        vlan = self.vlans.get(network_id)
+        segment = self.networks.get(network_id)
+        flows: Mapping[str, frozenset[Flow]] = {}
+        if vlan is not None and segment is not None:
+            flows = compose.network_flows(self.topology, segment, vlan)
+        self._replace(compose.network_owner(network_id), flows)
+
+    def _flush_firewall(
+        self, filtered_before: Mapping[str, FilteredPort], flushed: set[str]
+    ) -> None:
+        sgs_before = self._sgs_before
+        self._sgs_before = None
+        if sgs_before is None and filtered_before is self._filtered:
+            return
+        if sgs_before is None and filtered_before == self._filtered:
+            return
+        before = sgs_before if sgs_before is not None else self.sgs
+        if isinstance(self.firewall, IncrementalFirewallDriver):
+            dirty = self.firewall.owners_for_change(
+                filtered_before, before, self._filtered, self.sgs
+            )
+            shared = [owner for owner in dirty if owner[0] != PORT_OWNER]
+            ports = [owner[1] for owner in dirty if owner[0] == PORT_OWNER]
+            result = self.firewall.shared_flows(self._filtered, self.sgs, owners=shared)
+        else:
+            ports = list(self._filtered) if sgs_before is not None else []
+            result = self.firewall.shared_flows(self._filtered, self.sgs)
+            for owner in self._shared_owners - set(result):
+                self._replace(owner, {})
+            self._shared_owners = set(result)
+        for owner, flows in result.items():
+            self._replace(owner, {self.topology.integration_bridge: flows})
+        for iface_id in ports:
+            if iface_id in flushed:
+                continue
+            port = self.ports.get(iface_id)
+            port_plan = self._port_plan(port) if port is not None else None
+            if port_plan is not None:
+                self._replace(
+                    compose.port_owner(iface_id),
+                    compose.port_flows(self.topology, port_plan, self.firewall, self.sgs),
+                )
