@@ -20,7 +20,24 @@ from aovs.observability.ports import PortLedger
 from aovs.observability.snapshot import PortState, PortTransition, System
 
 # A port is wired in milliseconds when all is well and in seconds when neutron-server is slow.
-PORT_SECONDS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+PORT_SECONDS_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+)
 # One port costs tens of flowmods; an OVS restart replays tens of thousands in one bundle.
 BUNDLE_FLOWMOD_BUCKETS = (1, 5, 10, 50, 100, 500, 1000, 5000, 10_000, 50_000, 100_000, 500_000)
 BUNDLE_SECONDS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
