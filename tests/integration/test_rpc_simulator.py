@@ -53,8 +53,8 @@ def api(transport: RpcTransport) -> NeutronServerApi:
     return NeutronServerApi(transport, HOST, rpc_response_timeout=5, details_batch_size=2)
 
 
-async def next_event(consumer: NotificationConsumer, timeout: float = 5.0) -> AgentEvent:
-    async with asyncio.timeout(timeout):
+async def next_event(consumer: NotificationConsumer) -> AgentEvent:
+    async with asyncio.timeout(5):
         return await anext(consumer)
 
 
@@ -155,7 +155,7 @@ async def test_report_state_heartbeat(api: NeutronServerApi, sim: NeutronServerS
     reporter.start()
     try:
         async with asyncio.timeout(5):
-            while len(sim.state_reports) < 3:
+            while len(sim.state_reports) < 3:  # noqa: ASYNC110 -- watching the server's record
                 await asyncio.sleep(0.05)
     finally:
         await reporter.stop()

@@ -114,6 +114,7 @@ __all__ = [
     "RpcError",
     "RpcServer",
     "RpcTimeout",
+    "RpcTransport",
     "SecurityGroupInfo",
     "SecurityGroupsMemberUpdated",
     "SecurityGroupsRuleUpdated",
