@@ -209,12 +209,13 @@ class OVSDBClient:
     async def request(self, method: str, params: list[Any], timeout: float | None = None) -> Any:  # noqa: ASYNC109 -- a per-request bound
         """One raw JSON-RPC request on the current session (waits for one to exist)."""
         timeout = self.request_timeout if timeout is None else timeout
-        async with asyncio.timeout(timeout):
-            await self._ready.wait()
-            conn = self._conn
-            if conn is None:
-                raise ConnectionLost(f"{self.target}: not connected")
-            return await conn.request(method, params, timeout=timeout)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        await self.wait_connected(timeout)
+        conn = self._conn
+        if conn is None:
+            raise ConnectionLost(f"{self.target}: not connected")
+        return await conn.request(method, params, timeout=max(0.0, deadline - loop.time()))
 
     async def transact_ops(
         self,

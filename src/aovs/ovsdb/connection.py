@@ -4,7 +4,7 @@ A :class:`Connection` lives as long as its socket. Everything received is handle
 single reader task: replies resolve futures (after an optional inline ``on_result`` callback, so a
 monitor's initial state is applied before any update that follows it), notifications go to the
 owner's callback, the server's ``echo`` is answered. Anything the peer gets wrong is logged once
-and closes the connection; the owner (:class:`aovs.ovsdb.client.OVSDBClient`) reconnects.
+and closes the connection (``run`` returns why, for the owner to log); the owner (:class:`aovs.ovsdb.client.OVSDBClient`) reconnects.
 """
 
 from __future__ import annotations
@@ -143,18 +143,17 @@ class Connection:
             while True:
                 data = await self._reader.read(READ_SIZE)
                 if not data:
-                    if self._stream.pending and not self.closed:
-                        log.warning(
-                            "ovsdb stream truncated",
-                            extra={"remote": self.name, "pending_chars": self._stream.pending},
-                        )
-                    self.close("closed by peer")
+                    pending = self._stream.pending
+                    self.close(
+                        f"truncated: closed mid-message, {pending} chars pending"
+                        if pending
+                        else "closed by peer"
+                    )
                     break
                 self._last_received = time.monotonic()
                 for message in self._stream.feed(data):
                     self._dispatch(message)
-        except ProtocolError as exc:
-            log.warning("ovsdb protocol error: %s", exc, extra={"remote": self.name})
+        except ProtocolError as exc:  # the owner logs the reason this returns, once
             self.close(f"protocol error: {exc}")
         except (ConnectionError, OSError) as exc:
             self.close(f"socket error: {exc}")

@@ -34,16 +34,34 @@ class NamedUuid(str):
     __slots__ = ()
 
 
-def _atom(raw: Any) -> Any:
-    if raw.__class__ is list:
-        if len(raw) == 2 and raw[0] == "uuid" and isinstance(raw[1], str):
-            return Uuid(raw[1])
-        raise ProtocolError(f"bad OVSDB atom {raw!r}")
-    return raw
+def _uuid_atom(raw: Any) -> Uuid:
+    if raw.__class__ is list and len(raw) == 2 and raw[0] == "uuid" and raw[1].__class__ is str:
+        return Uuid(raw[1])
+    raise ProtocolError(f"bad OVSDB uuid {raw!r:.80}")
 
 
-def _real_atom(raw: Any) -> Any:
-    return float(raw) if raw.__class__ is int else _atom(raw)
+def _typed_atom(kind: type) -> Callable[[Any], Any]:
+    def atom(raw: Any) -> Any:
+        if raw.__class__ is kind:
+            return raw
+        raise ProtocolError(f"expected an OVSDB {kind.__name__}, got {raw!r:.80}")
+
+    return atom
+
+
+def _real_atom(raw: Any) -> float:
+    if raw.__class__ is float or raw.__class__ is int:
+        return float(raw)
+    raise ProtocolError(f"expected an OVSDB real, got {raw!r:.80}")
+
+
+_ATOMS: dict[str, Callable[[Any], Any]] = {
+    "integer": _typed_atom(int),
+    "real": _real_atom,
+    "boolean": _typed_atom(bool),
+    "string": _typed_atom(str),
+    "uuid": _uuid_atom,
+}
 
 
 def _elements(raw: Any) -> list[Any]:
@@ -70,8 +88,8 @@ def _pairs(raw: Any) -> list[Any]:
 
 def decoder(column: ColumnType) -> Decoder:
     """A function turning this column's datum (as JSON) into its Python value."""
-    key_atom = _real_atom if column.key == "real" else _atom
-    value_atom = _real_atom if column.value == "real" else _atom
+    key_atom = _ATOMS[column.key]
+    value_atom = _ATOMS[column.value or column.key]
     shape = column.shape
 
     if shape is Shape.SCALAR:

@@ -2,10 +2,11 @@
 
 RFC 7047 puts JSON texts back to back with no framing. Bytes are decoded as UTF-8 incrementally
 (a multi-byte character may straddle two reads) and complete values are parsed with the C JSON
-decoder. A parse error near the end of the buffer is a message still on its way; anywhere else it
-is garbage. To keep large messages linear, a failed (incomplete) parse is retried only when new
-data ends a value (``}``/``]``) or the buffer has doubled: the server writes whole messages, so
-the last chunk of each one ends with its closing brace.
+decoder. A parse error that leaves only a cut-short token (``tru``, ``1.``, a ``\\u`` escape,
+nothing) is a message still on its way; any other is garbage. To stay linear on large messages,
+a failed (incomplete) parse is retried only when new data ends a value (``}``/``]``) or the
+buffer has doubled: the server writes whole messages, so each one's last chunk ends with its
+closing brace.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any
 from aovs.ovsdb.errors import ProtocolError
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
-_INCOMPLETE_TAIL = 12  # an error this close to the end may be a token cut short (`tru`, `\u00`)
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+# what may follow a parse error when the text was merely cut short: a number or literal's start
+_CUT_TOKEN = re.compile(r"[-+0-9.eE]*|t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?")
 
 
 class JsonStream:
@@ -61,7 +63,7 @@ class JsonStream:
             try:
                 message, pos = self._decoder.raw_decode(buffer, pos)
             except json.JSONDecodeError as exc:
-                if exc.msg.startswith("Unterminated string") or end - exc.pos <= _INCOMPLETE_TAIL:
+                if _cut_short(exc, buffer):
                     break
                 near = buffer[exc.pos : exc.pos + 40]
                 raise ProtocolError(
@@ -73,3 +75,13 @@ class JsonStream:
         self._buffer = buffer[pos:]
         self._retry_at = 2 * len(self._buffer) if self._buffer else 0
         return messages
+
+
+def _cut_short(error: json.JSONDecodeError, buffer: str) -> bool:
+    """True if ``error`` only says the text ends early (more bytes may complete it)."""
+    rest = buffer[error.pos :]
+    if error.msg.startswith("Unterminated string"):
+        return True
+    if error.msg.startswith("Invalid \\uXXXX escape"):  # e.g. ``"\u00`` then the end
+        return '"' not in rest
+    return _CUT_TOKEN.fullmatch(rest) is not None
