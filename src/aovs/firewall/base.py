@@ -155,7 +155,11 @@ def load_driver(name: str) -> FirewallDriver:
         raise FirewallDriverError(f"firewall driver {name!r} failed to load: {exc}") from exc
     if not callable(factory):
         raise FirewallDriverError(f"firewall driver {name!r} is not a class: {factory!r}")
-    driver = factory()
+    try:
+        driver = factory()
+    except Exception as exc:
+        LOG.error("firewall driver %r (%r) failed to start: %s", name, factory, exc)
+        raise FirewallDriverError(f"firewall driver {name!r} failed to start: {exc}") from exc
     if not isinstance(driver, FirewallDriver):
         raise FirewallDriverError(
             f"firewall driver {name!r} ({factory!r}) does not implement FirewallDriver "
