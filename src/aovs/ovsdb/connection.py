@@ -3,8 +3,9 @@
 A :class:`Connection` lives as long as its socket. Everything received is handled in order by a
 single reader task: replies resolve futures (after an optional inline ``on_result`` callback, so a
 monitor's initial state is applied before any update that follows it), notifications go to the
-owner's callback, the server's ``echo`` is answered. Anything the peer gets wrong is logged once
-and closes the connection (``run`` returns why, for the owner to log); the owner (:class:`aovs.ovsdb.client.OVSDBClient`) reconnects.
+owner's callback, the server's ``echo`` is answered. Anything the peer gets wrong closes the
+connection; ``run`` returns why, and the owner (:class:`aovs.ovsdb.client.OVSDBClient`) logs
+it once and reconnects.
 """
 
 from __future__ import annotations

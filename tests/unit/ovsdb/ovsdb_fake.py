@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ class FakeOVSDB:
         self._writer: asyncio.StreamWriter | None = None
         self._monitor_id: Any = None
         self._server: asyncio.Server | None = None
-        self.connected = asyncio.Event()
+        self.sessions = 0  # monitors established (one per client session)
+        self._progress = asyncio.Event()  # set whenever a message arrives
 
     async def start(self) -> None:
         self._server = await asyncio.start_unix_server(self._serve, path=str(self.path))
@@ -69,6 +71,7 @@ class FakeOVSDB:
 
     def _handle(self, writer: asyncio.StreamWriter, message: dict[str, Any]) -> None:
         self.requests.append(message)
+        self._progress.set()
         method, params, request_id = message.get("method"), message.get("params"), message["id"]
         if method == "get_schema":
             self._reply(writer, request_id, SCHEMA)
@@ -77,7 +80,7 @@ class FakeOVSDB:
             self._monitor_id = params[1]
             rows = {uuid: {"initial": row} for uuid, row in self.rows.items()}
             self._reply(writer, request_id, {"Interface": rows} if rows else {})
-            self.connected.set()
+            self.sessions += 1
         elif method == "echo":
             if self.answer_echo:
                 self._reply(writer, request_id, params)
@@ -93,11 +96,15 @@ class FakeOVSDB:
         writer.write(json.dumps({"id": request_id, "result": result, "error": None}).encode())
 
     # -- what tests drive -------------------------------------------------------------------------
-    async def wait_session(self, count: int, timeout: float = 5.0) -> None:
-        """Until the client's ``count``-th session has its monitor established."""
-        async with asyncio.timeout(timeout):
-            while self.connections < count or not self.connected.is_set():
-                await asyncio.sleep(0.005)
+    async def wait_session(self, count: int, within: float = 5.0) -> None:
+        """Until the client's ``count``-th session has asked for its monitor."""
+        await self.wait_until(lambda: self.sessions >= count, within)
+
+    async def wait_until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        async with asyncio.timeout(within):
+            while not predicate():
+                self._progress.clear()
+                await self._progress.wait()
 
     def send_raw(self, data: bytes) -> None:
         assert self._writer is not None
@@ -117,6 +124,5 @@ class FakeOVSDB:
 
     def drop(self) -> None:
         """Close the client's connection (the listener stays)."""
-        self.connected.clear()
         if self._writer is not None:
             self._writer.close()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from ovsdb_fake import SCHEMA
 
 from aovs.ovsdb.cache import RowCache
 from aovs.ovsdb.conditions import HasKey
 from aovs.ovsdb.errors import ProtocolError
 from aovs.ovsdb.rows import EventKind
 from aovs.ovsdb.schema import DatabaseSchema
-from ovsdb_fake import SCHEMA
 
 COLUMNS = {"Interface": ["name", "ofport", "external_ids"]}
 

@@ -33,16 +33,16 @@ async def _client(fake: FakeOVSDB, probe: float = 5.0) -> AsyncIterator[OVSDBCli
         await client.close()
 
 
-async def _next(monitor: Monitor, timeout: float = 3.0) -> RowEvent:
-    async with asyncio.timeout(timeout):
+async def _next(monitor: Monitor, within: float = 3.0) -> RowEvent:
+    async with asyncio.timeout(within):
         return await anext(monitor)
 
 
-async def _events_until(monitor: Monitor, name: str, timeout: float = 3.0) -> list[RowEvent]:
+async def _events_until(monitor: Monitor, name: str, within: float = 3.0) -> list[RowEvent]:
     """Events up to and including the first one about the row called ``name``."""
     events = []
     while True:
-        event = await _next(monitor, timeout)
+        event = await _next(monitor, within)
         events.append(event)
         if event.row["name"] == name:
             return events
@@ -65,9 +65,9 @@ async def test_server_echo_is_answered(fake_ovsdb: FakeOVSDB) -> None:
     async with _client(fake_ovsdb) as client:
         await client.monitor(COLUMNS)
         fake_ovsdb.send_raw(b'{"id": "ping-7", "method": "echo", "params": ["x"]}')
-        async with asyncio.timeout(2):
-            while not any(r.get("id") == "ping-7" for r in fake_ovsdb.requests):
-                await asyncio.sleep(0.01)
+        await fake_ovsdb.wait_until(
+            lambda: any(r.get("id") == "ping-7" for r in fake_ovsdb.requests)
+        )
         [reply] = [r for r in fake_ovsdb.requests if r.get("id") == "ping-7"]
         assert reply == {"id": "ping-7", "result": ["x"], "error": None}
 
@@ -95,10 +95,11 @@ GARBAGE = [
     b'{"id": 999, "result": [], "error": null}',  # a reply to an id never used
     b'{"id": null, "method": "surprise", "params": []}',  # an unknown method
     b'{"id": null, "method": "update2", "params": ["no-such-monitor", {}]}',
-    b'{"id": null, "method": "update2", "params": ["aovs-1", {"Interface": {"zz": {"modify": {"ofport": 1}}}}]}',
+    b'{"id": null, "method": "update2", "params": ["aovs-1", {"Interface": {"zz": {"modify": {"ofport": 1}}}}]}',  # noqa: E501
     b"[1, 2, 3]",
     b"\xc3\x28",  # invalid UTF-8
-    b'{"id": null, "method": "update2", "params": ["aovs-1", {"Interface": {"x": {"insert": {"ofport": "five"}}}}]}',
+    b'{"id": null, "method": "update2",'
+    b' "params": ["aovs-1", {"Interface": {"x": {"insert": {"ofport": "five"}}}}]}',
 ]
 
 
@@ -124,7 +125,7 @@ async def test_silent_server_is_detected_by_the_probe(fake_ovsdb: FakeOVSDB) -> 
     async with _client(fake_ovsdb, probe=0.1) as client:
         await client.monitor(COLUMNS)
         fake_ovsdb.answer_echo = False
-        await fake_ovsdb.wait_session(2, timeout=3)
+        await fake_ovsdb.wait_session(2, within=3)
         assert any(r.get("method") == "echo" for r in fake_ovsdb.requests)
 
 
@@ -164,7 +165,7 @@ async def _fuzz(payloads: list[bytes]) -> None:
                 fake.send_raw(payload)
                 await asyncio.sleep(0)
             fake.insert("uz", {"name": "canary", "ofport": 7})  # by update, or by the resync
-            events = await _events_until(monitor, "canary", timeout=5)
+            events = await _events_until(monitor, "canary", within=5)
             assert events[-1].row["ofport"] == 7
             assert client._supervisor is not None and not client._supervisor.done()
     finally:

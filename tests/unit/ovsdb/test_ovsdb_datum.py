@@ -65,7 +65,8 @@ def test_shapes_from_schema() -> None:
         (OPTIONAL_INT, ["set", []], None),  # ofport before ovs-vswitchd assigns one
         (OPTIONAL_INT, 7, 7),
         (OPTIONAL_INT, -1, -1),
-        (UUID_SET, ["uuid", "0b8e4e37-0000-4000-8000-000000000001"], {"0b8e4e37-0000-4000-8000-000000000001"}),
+        (UUID_SET, ["uuid", "0b8e4e37-0000-4000-8000-000000000001"],
+         {"0b8e4e37-0000-4000-8000-000000000001"}),
         (STRING_SET, ["set", ["OpenFlow10", "OpenFlow13"]], {"OpenFlow10", "OpenFlow13"}),
         (STRING_MAP, ["map", [["iface-id", "x"], ["attached-mac", "fa:16:3e:00:00:01"]]],
          {"iface-id": "x", "attached-mac": "fa:16:3e:00:00:01"}),

@@ -15,7 +15,8 @@ from aovs.ovsdb.stream import JsonStream
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),  # any code point: multi-byte UTF-8, escapes, braces inside strings
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(), children, max_size=4),
     max_leaves=12,
 )  # fmt: skip
 messages = st.fixed_dictionaries(
@@ -66,7 +67,8 @@ def test_several_messages_in_one_read() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b'{"a":1}xyz{"b":2}', b"]]]]]]]]]]]]]]]]]]]]]]]]", b'{"id": 1, "result": nope, "more": "padding padding"}',
+    [b'{"a":1}xyz{"b":2}', b"]]]]]]]]]]]]]]]]]]]]]]]]",
+     b'{"id": 1, "result": nope, "more": "padding padding"}',
      b"\xff\xfe{}", b'{"a": 1,, "b": 2, "c": "xxxxxxxxxxxxxxxxxxxx"}'],
 )  # fmt: skip
 def test_garbage_raises_protocol_error(garbage: bytes) -> None:
