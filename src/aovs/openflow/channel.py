@@ -347,7 +347,11 @@ class OpenFlowChannel:
         replies = await self.request(msg, within=within, multipart=True)
         items: list[Any] = []
         for reply in replies:
-            items.extend(reply.body)
+            body = reply.body
+            if isinstance(body, list):
+                items.extend(body)
+            else:  # single-object replies (aggregate, desc)
+                items.append(body)
         return items
 
     @contextlib.contextmanager
