@@ -43,8 +43,21 @@ class JsonFormatter(logging.Formatter):
 
 
 def _kv(value: object) -> str:
-    text = f"{value:.1f}" if isinstance(value, float) else str(value)
-    return f'"{text}"' if (" " in text or not text) else text
+    """A value that never splits the line or the key=value pairs: floats keep what matters
+    (3 significant digits below 1 s, milliseconds above), odd strings are JSON-quoted."""
+    text = _float(value) if isinstance(value, float) else str(value)
+    if not text or any(c in _QUOTE_IF for c in text) or not text.isprintable():
+        return json.dumps(text)
+    return text
+
+
+_QUOTE_IF = frozenset(' "=')
+
+
+def _float(value: float) -> str:
+    if abs(value) < 1:
+        return f"{value:.3g}"
+    return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
 def configure_logging(level: str = "INFO", fmt: str = "text") -> None:

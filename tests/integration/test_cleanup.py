@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from aovs.cleanup import peer_port_name
 from aovs.sandbox import OVSSandbox
 
 pytestmark = pytest.mark.integration
@@ -203,3 +205,14 @@ def test_cleanup_without_ovsdb_fails_with_one_line(tmp_path: Path) -> None:
     assert out.stdout == ""
     assert len(out.stderr.strip().splitlines()) == 1
     assert "nothing.sock" in out.stderr
+
+
+def test_peer_port_names_follow_neutron() -> None:
+    assert peer_port_name("int-", "br-ex") == "int-br-ex"
+    long = peer_port_name("phy-", "br-provider-fabric")
+    # neutron: prefix + the name cut to fit + the first 6 hex digits of its sha1, 15 chars in all
+    assert long == "phy-br-pr" + hashlib.sha1(b"br-provider-fabric").hexdigest()[:6]
+    assert len(long) == 15
+    assert peer_port_name("int-", "br-provider-fabric") != peer_port_name(
+        "int-", "br-provider-fab2"
+    )
