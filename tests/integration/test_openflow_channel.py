@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import struct
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -103,8 +102,12 @@ async def bridge_channel(ovs_sandbox: OVSSandbox) -> AsyncIterator[tuple[str, Op
         ovs_sandbox.vsctl("del-br", bridge)
 
 
-def with_xid(data: bytes, xid: int) -> bytes:
-    return data[:4] + struct.pack("!I", xid) + data[8:]
+@pytest.fixture
+def socket_path() -> Iterator[Path]:
+    """A short unix socket path for a fake switch (pytest's tmp_path is too long)."""
+    path = Path(f"/tmp/aovs-fake-{uuid.uuid4().hex[:8]}.sock")
+    yield path
+    path.unlink(missing_ok=True)
 
 
 async def dump(channel: OpenFlowChannel) -> set[Flow]:
@@ -202,9 +205,9 @@ async def test_bundle_of_60k_pipelined_adds(bridge_channel: tuple[str, OpenFlowC
     assert aggregate.flow_count == 60_000
 
 
-async def test_malformed_message_resets_and_reconnects(tmp_path: Path) -> None:
+async def test_malformed_message_resets_and_reconnects(socket_path: Path) -> None:
     """A fake switch that sends garbage after the handshake: a reset, never a crash or hang."""
-    path = Path(f"/tmp/aovs-fake-{uuid.uuid4().hex[:8]}.sock")
+    path = socket_path
     sessions = 0
 
     async def fake_switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -242,12 +245,11 @@ async def test_malformed_message_resets_and_reconnects(tmp_path: Path) -> None:
     finally:
         await channel.close()
         server.close()
-        path.unlink(missing_ok=True)
 
 
-async def test_unanswered_request_times_out() -> None:
+async def test_unanswered_request_times_out(socket_path: Path) -> None:
     """A switch that handshakes and then goes silent: the request fails in time, no hang."""
-    path = Path(f"/tmp/aovs-mute-{uuid.uuid4().hex[:8]}.sock")
+    path = socket_path
 
     async def mute_switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(HEADER.pack(4, ofp.OFPT_HELLO, 8, 1))
@@ -268,11 +270,12 @@ async def test_unanswered_request_times_out() -> None:
     finally:
         await channel.close()
         server.close()
-        path.unlink(missing_ok=True)
 
 
-async def test_version_mismatch_is_a_clear_error(caplog: pytest.LogCaptureFixture) -> None:
-    path = Path(f"/tmp/aovs-of10-{uuid.uuid4().hex[:8]}.sock")
+async def test_version_mismatch_is_a_clear_error(
+    socket_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = socket_path
 
     async def of10_switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(HEADER.pack(1, ofp.OFPT_HELLO, 8, 1))  # OpenFlow 1.0 only
@@ -287,7 +290,6 @@ async def test_version_mismatch_is_a_clear_error(caplog: pytest.LogCaptureFixtur
     finally:
         await channel.close()
         server.close()
-        path.unlink(missing_ok=True)
 
 
 async def test_listening_channel_accepts_vswitchd_as_controller(
@@ -309,7 +311,3 @@ async def test_listening_channel_accepts_vswitchd_as_controller(
     finally:
         await channel.close()
         ovs_sandbox.vsctl("del-br", bridge)
-
-
-def test_loopback_only() -> None:
-    assert socket.gethostbyname("localhost").startswith("127.")

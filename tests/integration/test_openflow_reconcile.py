@@ -19,7 +19,7 @@ from aovs.sandbox import OVSSandbox
 # benchmarks/ is not on pytest's path (pyproject has no pythonpath setting): the flow sets are
 # shared with the benchmark, so import them from the repository root.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from benchmarks.flowsets import neutron_like_flows, port_flows  # noqa: E402
+from benchmarks.flowsets import neutron_like_flows, port_flows
 
 pytestmark = pytest.mark.integration
 
