@@ -126,36 +126,38 @@ class AddPort:
     may_exist: bool = True
 
     def _port(self) -> Select:
-        return Select("Port", _by_name(self.name))
+        return Select("Port", _by_name(self.name), ("_uuid", "tag", "other_config"))
+
+    def _interface(self) -> Select:
+        return Select("Interface", _by_name(self.name), ("type", "options", "external_ids"))
 
     def _bridge(self) -> Select:
         return Select("Bridge", _by_name(self.bridge), ("_uuid", "ports"))
 
     def reads(self) -> Sequence[Select]:
-        return [self._port(), self._bridge()]
+        return [self._port(), self._interface(), self._bridge()]
 
     def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
-        existing = snapshot.uuids(self._port())
+        ports = snapshot.rows(self._port())
         bridges = snapshot.rows(self._bridge())
         if not bridges:  # perhaps created earlier in this transaction: checked when it runs
             txn.require("Bridge", _by_name(self.bridge), f"bridge {self.bridge}")
-        if existing and self.may_exist:
-            if bridges and existing[0] not in bridges[0]["ports"]:
+        if ports and self.may_exist:
+            if not bridges or ports[0]["_uuid"] not in bridges[0]["ports"]:
                 raise DuplicateRow(
                     "duplicate port",
                     f"port {self.name} exists on a bridge other than {self.bridge}",
                 )
-            iface_columns = {
-                "type": self.type,
-                "options": self.options,
-                "external_ids": self.external_ids,
-            }
+            wanted = {"type": self.type, "options": self.options, "external_ids": self.external_ids}
+            ifaces = snapshot.rows(self._interface())
+            have = ifaces[0] if ifaces else {}
             txn.update(
                 "Interface",
                 _by_name(self.name),
-                {c: v for c, v in iface_columns.items() if v is not None},
+                {c: v for c, v in wanted.items() if v is not None and have.get(c) != v},
             )
-            txn.update("Port", _by_name(self.name), self._port_columns())
+            port_changes = {c: v for c, v in self._port_columns().items() if ports[0][c] != v}
+            txn.update("Port", _by_name(self.name), port_changes)
             return
         iface = txn.insert(
             "Interface",
