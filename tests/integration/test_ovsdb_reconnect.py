@@ -133,11 +133,13 @@ async def test_database_changed_offline(client: OVSDBClient, fresh_sandbox: OVSS
     ops = [
         "Open_vSwitch",
         {"op": "insert", "table": "Interface", "uuid-name": "i",
-         "row": {"name": "offadd", "type": "dummy", "external_ids": ["map", [["iface-id", "id-offadd"]]]}},
+         "row": {"name": "offadd", "type": "dummy",
+                 "external_ids": ["map", [["iface-id", "id-offadd"]]]}},
         {"op": "insert", "table": "Port", "uuid-name": "p",
          "row": {"name": "offadd", "interfaces": ["named-uuid", "i"]}},
         {"op": "mutate", "table": "Bridge", "where": [["name", "==", "bro"]],
-         "mutations": [["ports", "insert", ["named-uuid", "p"]], ["ports", "delete", ["uuid", doomed]]]},
+         "mutations": [["ports", "insert", ["named-uuid", "p"]],
+                       ["ports", "delete", ["uuid", doomed]]]},
     ]  # fmt: skip
     await asyncio.to_thread(
         sb.run, "ovsdb-tool", "transact", str(sb.directory / "conf.db"), json.dumps(ops)

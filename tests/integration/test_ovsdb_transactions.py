@@ -46,7 +46,8 @@ async def test_bridge_and_ports_in_one_transaction_idempotently(
 ) -> None:
     commands = (
         EnsureBridge("brta", datapath_type="dummy", external_ids={"owner": "aovs"},
-                     other_config={"datapath-id": "00000000000000a1", "hwaddr": "fa:16:3e:00:00:a1"}),
+                     other_config={"datapath-id": "00000000000000a1",
+                                   "hwaddr": "fa:16:3e:00:00:a1"}),
         EnsureBridge("brtb", datapath_type="dummy"),
         patch_port("brta", "ta-to-tb", peer="tb-to-ta"),
         patch_port("brtb", "tb-to-ta", peer="ta-to-tb"),
