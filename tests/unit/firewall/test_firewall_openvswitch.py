@@ -64,8 +64,8 @@ def test_filtered_port_flows_follow_neutrons_pipeline() -> None:
     # ingress tcp/22 from anywhere: established passes, new is committed
     match = {"eth_type": 0x800, "reg5": 2, "ip_proto": 6, "tcp_dst": 22}
     assert Flow(82, 77, Match(ct_state=EST, **match), [Output(2, 0)]) in flows
-    assert Flow(82, 77, Match(ct_state=NEW, **match),
-                [CT(commit=True, zone_src="reg6"), Output(2, 0), Resubmit(92)]) in flows  # fmt: skip
+    commit = CT(commit=True, zone_src="reg6")
+    assert Flow(82, 77, Match(ct_state=NEW, **match), [commit, Output(2, 0), Resubmit(92)]) in flows
     # ingress tcp/8000-8999 from 192.168.0.0/16: masked blocks, peer prefix as source
     ranged = [f for f in by_table(flows, 82) if f.match.get("ipv4_src") is not None]
     assert {f.match.get("ipv4_src") for f in ranged} == {("192.168.0.0", "255.255.0.0")}
@@ -210,8 +210,10 @@ def test_rule_update_changes_only_the_affected_flows() -> None:
 def test_incremental_changes_match_full_recompute() -> None:
     """owners_for_change + restricted recompute == full recompute, for varied changes."""
     ports, sgs = scenario(n_ports=12, zones=(5, 6))
-    extra = SecurityGroup(id="ops", rules=(rule("ingress", protocol="tcp", port_range_min=22,
-                                                port_range_max=22, remote_group_id="db"),))  # fmt: skip
+    ssh_from_db = rule(
+        "ingress", protocol="tcp", port_range_min=22, port_range_max=22, remote_group_id="db"
+    )
+    extra = SecurityGroup(id="ops", rules=(ssh_from_db,))
     changes = [
         # a port moves from web to db
         ({**ports, "port-1": make_port(1, ("db",), vlan=6)}, sgs),
@@ -301,3 +303,12 @@ def test_zero_prefix_members_fail_closed() -> None:
     sgs = SecurityGroupState({"web": WEB}, members({"web": ["0.0.0.0/0", "10.5.0.7/32"]}))
     shared = OVSFirewall().shared_flows(ports, sgs)
     assert {o[4] for o in shared} == {"10.5.0.7"}
+
+
+def test_fast_matches_equal_the_public_constructor() -> None:
+    """match_cache builds Matches from cached normalised values: they must be the same."""
+    ports, sgs = scenario(n_ports=20, zones=(5, 6))
+    for flows in owned_flows(OVSFirewall(), ports, sgs).values():
+        for f in flows:
+            rebuilt = Match(**dict(f.match.fields))
+            assert rebuilt == f.match and hash(rebuilt) == hash(f.match)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -78,6 +80,6 @@ def test_disjoint_segments_brute_force(raw: list[tuple[int, int, int]]) -> None:
         expected = tuple(sorted({tag for low, high, tag in items if low <= port <= high}))
         covering = [tags for low, high, tags in segments if low <= port <= high]
         assert covering == ([expected] if expected else [])
-    for (_, high, tags), (low, _, next_tags) in zip(segments, segments[1:], strict=False):
+    for (_, high, tags), (low, _, next_tags) in itertools.pairwise(segments):
         assert high < low
         assert not (high + 1 == low and tags == next_tags)  # merged when adjacent and equal
