@@ -28,6 +28,16 @@ def _cmd_sandbox(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_agent(args: argparse.Namespace) -> int:
+    from aovs.agent.agent import run_agent
+    from aovs.config import load_config
+    from aovs.logs import configure_logging
+
+    cfg = load_config(args.config)
+    configure_logging(cfg.agent.log_level, cfg.agent.log_format)
+    return run_agent(cfg)
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from aovs.demo import run_demo
 
@@ -68,6 +78,10 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aovs", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    agent = sub.add_parser("agent", help="wire VM ports on this hypervisor (the L2 agent)")
+    agent.add_argument("--config", type=Path, help="TOML file (default: $AOVS_CONFIG)")
+    agent.set_defaults(handler=_cmd_agent)
 
     sandbox = sub.add_parser("sandbox", help="a private OVS with the dummy datapath")
     sandbox.add_argument("action", choices=("start", "stop"))

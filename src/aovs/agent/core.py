@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from aovs.agent.ledger import FlowDelta, FlowLedger
 from aovs.agent.schedule import RetrySchedule
+from aovs.agent.snapshot import Snapshot
 from aovs.agent.state import CachedDetails, InterfaceRow, PortConfig, PortPhase, PortState
 from aovs.agent.vlans import LocalVlanAllocator, VlansExhausted
 from aovs.firewall.base import (
@@ -347,6 +348,11 @@ class AgentCore:
     def desired(self, bridge: str) -> frozenset[Flow]:
         return self.ledgers[bridge].desired()
 
+    def snapshot(self) -> Snapshot:
+        """What a host reboot needs to rebuild this dataplane (see :mod:`aovs.agent.snapshot`)."""
+        ports = {i: self.details[i].details for i in self.ports if i in self.details}
+        return Snapshot(ports, self.vlans.assignments(), self.sgs)
+
     def counts(self) -> dict[str, int]:
         counts = {phase.value: 0 for phase in PortPhase}
         for port in self.ports.values():
@@ -438,6 +444,7 @@ class AgentCore:
     def _set_phase(self, port: PortState, phase: PortPhase, reason: str, now: float) -> None:
         if port.phase is phase and port.reason == reason:
             return
+        port.notes.append(phase.value)
         port.phase = phase
         port.reason = reason
         self._dirty_ports.add(port.iface_id)

@@ -1,0 +1,626 @@
+"""``Agent``: the asyncio shell around :class:`~aovs.agent.core.AgentCore`.
+
+One task owns the core. Everything that happens (OVSDB row events, neutron-server's answers
+and notifications, timers) becomes an item on one inbox; the loop takes whatever has piled up,
+feeds it to the core, flushes, and carries the plan out: a bundle per changed bridge and the
+Port rows in one OVSDB transaction, concurrently; then reports (queued, sent in the background)
+and fetches (background tasks that post their answers back to the inbox). Work that arrives
+while a plan is being carried out is batched into the next one, so a burst of 1000 ports costs
+a handful of bundles, and a lone VM reboot costs one bundle of that port's flows.
+
+Start-up restores before it asks: OVSDB (ports, ofports, neutron's Port.other_config VLANs) and
+the local snapshot give the first desired state, installed with ONE sync per bridge (nothing is
+sent when the switch already has it: an agent restart is free), with ``flow-restore-wait`` set
+around it when the switch came up empty. Only then is neutron-server asked, and it may take its
+time. An OVS restart is handled by each bridge's reconciler (it re-dumps and replays on
+reconnect); the canary flow in table 23 is checked now and then as a backstop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from os_ken.ofproto import ofproto_v1_3 as ofp
+from os_ken.ofproto import ofproto_v1_3_parser as ofpp
+
+from aovs.agent.bridges import bridge_commands, patch_pairs, topology_from
+from aovs.agent.core import AgentCore, Plan, Transition
+from aovs.agent.reporter import DeviceReporter
+from aovs.agent.snapshot import SnapshotWriter, load_snapshot, snapshot_extra
+from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
+from aovs.config import AgentConfig
+from aovs.firewall.base import FirewallDriver, load_driver
+from aovs.firewall.noop import NoopFirewall
+from aovs.openflow import codec
+from aovs.openflow.channel import Connected, Disconnected, OpenFlowChannel
+from aovs.openflow.errors import BundleError, OpenFlowError
+from aovs.openflow.messages import DATAPATH
+from aovs.openflow.reconcile import FlowReconciler, stable_cookie
+from aovs.ovsdb import (
+    Command,
+    Interface,
+    Monitor,
+    OVSDBClient,
+    OVSDBError,
+    RowEvent,
+    SetPort,
+    UpdateMapKeys,
+    flow_restore_wait,
+)
+from aovs.ovsdb.rows import EventKind
+from aovs.pipelines import tables
+from aovs.pipelines.compose import Topology
+from aovs.rpc import events as rpc_events
+from aovs.rpc.amqp import RpcTransport
+from aovs.rpc.errors import RpcError
+from aovs.rpc.notifications import NotificationConsumer
+from aovs.rpc.server_api import NeutronServerApi
+from aovs.rpc.state_report import StateReporter
+
+LOG = logging.getLogger("aovs.agent")
+
+MONITORED = {
+    "Interface": ("name", "ofport", "external_ids", "type"),
+    # Port.tag is read once at start (_port_tags), not monitored: the ovsdb cache rejects
+    # update2's new-value diff of an optional column (4095 -> 5) and resets the session.
+    "Port": ("name", "other_config", "interfaces"),
+}
+PROGRESS_EVERY = 1.0  # seconds between progress lines during long work
+BIG_BATCH = 100  # ports in flight above which progress is shown
+
+
+@dataclass
+class AgentStats:
+    """Counters tests, the demo and the benchmark read."""
+
+    flushes: int = 0
+    bundles: int = 0
+    rpc_details_calls: int = 0
+    rpc_sg_calls: int = 0
+    initial_sync_s: float | None = None
+    initial_flowmods: int = 0
+    ovs_restarts: int = 0
+    last_replay_s: float | None = None
+    commit_latencies_ms: list[float] = field(default_factory=list)  # event -> commit, per port
+
+
+@dataclass(frozen=True, slots=True)
+class _Details:
+    devices: tuple[str, ...]
+    outcomes: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _SecurityGroups:
+    devices: tuple[str, ...]
+    info: Any  # SecurityGroupInfo, or an error text
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        firewall: FirewallDriver | None = None,
+        unplug_grace: float = 1.0,
+        canary_interval: float = 10.0,
+        snapshot_delay: float = 0.2,
+    ) -> None:
+        self.config = config
+        self.firewall = firewall or self._firewall_from(config)
+        self.unplug_grace = unplug_grace
+        self.canary_interval = canary_interval
+        self.snapshot_delay = snapshot_delay
+        self.stats = AgentStats()
+        self.ovsdb = OVSDBClient(config.ovs.ovsdb_connection)
+        self.transport = RpcTransport(config.transport_url)
+        self.api = NeutronServerApi(
+            self.transport,
+            config.host,
+            rpc_response_timeout=config.agent.rpc_response_timeout,
+            rpc_response_max_timeout=config.agent.rpc_response_max_timeout,
+        )
+        self.reporter = DeviceReporter(
+            self.api, batch_size=config.agent.rpc_resources_processing_step
+        )
+        self.bridges = (config.ovs.integration_bridge,
+                        *(pair.bridge for pair in patch_pairs(config)))  # fmt: skip
+        self.channels: dict[str, OpenFlowChannel] = {}
+        self.reconcilers: dict[str, FlowReconciler] = {}
+        self.core: AgentCore | None = None
+        self.ready = asyncio.Event()  # the first desired state is installed
+        self._inbox: asyncio.Queue[object] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+        self._monitor: Monitor | None = None
+        self._notifications: NotificationConsumer | None = None
+        self._heartbeat: StateReporter | None = None
+        self._snapshot: SnapshotWriter | None = None
+        self._stopping = False
+        self._last_progress = 0.0
+        self._idle = asyncio.Event()
+
+    @staticmethod
+    def _firewall_from(config: AgentConfig) -> FirewallDriver:
+        if not config.securitygroup.enable_security_group:
+            return NoopFirewall()
+        return load_driver(config.securitygroup.firewall_driver)
+
+    @property
+    def needs_security_groups(self) -> bool:
+        return self.firewall.name != "noop" and self.config.securitygroup.enable_security_group
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Bridges, state from OVSDB and snapshot, first install; then RPC in the background."""
+        started = time.monotonic()
+        state_path = self.config.agent.state_path
+        snapshot = load_snapshot(state_path)
+        LOG.info("agent starting", extra={"host": self.config.host, **snapshot_extra(snapshot)})
+        await self.ovsdb.start(timeout=30.0)
+        await self.ovsdb.transact(*bridge_commands(self.config), wait_applied=True, timeout=30.0)
+        self._monitor = await self.ovsdb.monitor(MONITORED)
+        topology = await self._wait_topology()
+        core = AgentCore(
+            topology,
+            self.firewall,
+            needs_security_groups=self.needs_security_groups,
+            unplug_grace=self.unplug_grace,
+        )
+        self.core = core
+        now = time.monotonic()
+        tags = await self._port_tags()
+        for row in self._monitor.rows("Port").values():
+            name = row["name"]
+            core.port_row(name, tags.get(name), row["other_config"])
+        core.recover_vlans()
+        core.restore(snapshot.ports.values(), snapshot.local_vlans, snapshot.security_groups)
+        for row in self._monitor.rows("Interface").values():
+            self._interface_event(Interface.from_row(row), now)
+        self._monitor.pending()  # the initial rows, already applied above
+        plan = core.flush(now)
+        for bridge in self.bridges:
+            channel = OpenFlowChannel.for_mgmt_socket(
+                self.config.ovs.mgmt_socket(bridge),
+                request_timeout=self.config.ovs.of_request_timeout,
+            )
+            self.channels[bridge] = channel
+            self.reconcilers[bridge] = FlowReconciler(channel, stable_cookie(bridge))
+            channel.subscribe(functools.partial(self._on_channel_event, bridge))
+        await asyncio.gather(*(c.start(within=30.0) for c in self.channels.values()))
+        await self._initial_install(plan)
+        self._snapshot = SnapshotWriter(state_path, core.snapshot, self.snapshot_delay)
+        self.stats.initial_sync_s = time.monotonic() - started
+        LOG.info(
+            "dataplane installed",
+            extra={"ports": len(core.ports), "flowmods": self.stats.initial_flowmods,
+                   "ms": self.stats.initial_sync_s * 1e3, **core.counts()},
+        )  # fmt: skip
+        self.ready.set()
+        self._tasks = [
+            asyncio.create_task(self._pump_ovsdb(), name="aovs-ovsdb-events"),
+            asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"),
+            asyncio.create_task(self._loop(), name="aovs-agent-loop"),
+            asyncio.create_task(self._watch_canary(), name="aovs-canary"),
+        ]
+        self._execute_side_effects(plan)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        for task in [*self._tasks, *self._background]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self._snapshot is not None:
+            await self._snapshot.flush()
+        await self.reporter.stop()
+        if self._heartbeat is not None:
+            await self._heartbeat.stop()
+        if self._notifications is not None:
+            with contextlib.suppress(Exception):
+                await self._notifications.stop()
+        for reconciler in self.reconcilers.values():
+            reconciler.close()
+        for channel in self.channels.values():
+            await channel.close()
+        with contextlib.suppress(Exception):
+            await self.transport.close()
+        await self.ovsdb.close()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        try:
+            await asyncio.gather(*self._tasks)
+        finally:
+            await self.stop()
+
+    async def settled(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109 -- a test bound
+        """Wait until the inbox is empty and no fetch or flush is under way (tests, demo)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                await asyncio.sleep(0.02)
+                if self._inbox.empty() and not self._background and self._idle.is_set():
+                    core = self.core
+                    if core is None or (core.details_fetch.waiting == 0
+                                        and core.sg_fetch.waiting == 0):  # fmt: skip
+                        return
+
+    @property
+    def flowmods_sent(self) -> int:
+        return sum(r.flowmods_sent for r in self.reconcilers.values())
+
+    # -- start-up pieces -------------------------------------------------------------------
+    async def _wait_topology(self) -> Topology:
+        assert self._monitor is not None
+        found: list[Topology] = []
+
+        def ready(monitor: Monitor) -> bool:
+            by_name = {
+                i.name: i for i in map(Interface.from_row, monitor.rows("Interface").values())
+            }
+            topology = topology_from(self.config, by_name)
+            if topology is not None:
+                found.append(topology)
+            return topology is not None
+
+        await self._monitor.wait_for(ready, timeout=30.0)
+        return found[-1]
+
+    async def _port_tags(self) -> dict[str, int]:
+        """Every Port's tag, read once (see MONITORED)."""
+        select = {"op": "select", "table": "Port", "where": [], "columns": ["name", "tag"]}
+        (result,) = await self.ovsdb.transact_ops([select], timeout=30.0)
+        tags: dict[str, int] = {}
+        for row in result.get("rows", []):
+            tag = row.get("tag")
+            if isinstance(tag, int):
+                tags[str(row["name"])] = tag
+        return tags
+
+    async def _initial_install(self, plan: Plan) -> None:
+        """One sync per bridge; flow-restore-wait around it when the switch came up empty."""
+        assert self.core is not None
+        await asyncio.gather(*(r.refresh() for r in self.reconcilers.values()))
+        empty = all(not r.installed for r in self.reconcilers.values())
+        if empty:
+            await self.ovsdb.transact(flow_restore_wait(True))
+        sent = await asyncio.gather(
+            *(r.sync(self.core.desired(b)) for b, r in self.reconcilers.items())
+        )
+        self.stats.initial_flowmods = sum(sent)
+        await self._write_port_configs(plan.port_configs)
+        if empty:
+            await self.ovsdb.transact(flow_restore_wait(False))
+        self._log_transitions(plan.transitions, time.monotonic())
+
+    async def _start_rpc(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.transport.start()
+                break
+            except RpcError as exc:
+                LOG.warning("RabbitMQ unreachable; the dataplane runs on, retrying",
+                            extra={"error": exc, "retry_in_s": delay})  # fmt: skip
+                self.transport = RpcTransport(self.config.transport_url)
+                self.api.transport = self.transport
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+        self.reporter.start()
+        self._notifications = NotificationConsumer(self.transport, self.config.host)
+        await self._notifications.start()
+        self._tasks.append(asyncio.create_task(self._pump_notifications(), name="aovs-notify"))
+        if self.config.agent.report_interval > 0:
+            self._heartbeat = StateReporter(
+                self.api,
+                interval=self.config.agent.report_interval,
+                configurations=self._configurations,
+                device_count=lambda: len(self.core.ports) if self.core else 0,
+                on_revived=self._resync_all,
+            )
+            self._heartbeat.start()
+
+    def _configurations(self) -> dict[str, Any]:
+        return {
+            "bridge_mappings": self.config.ovs.physical_bridges,
+            "integration_bridge": self.config.ovs.integration_bridge,
+            "tunnel_types": list(self.config.agent.tunnel_types),
+            "l2_population": self.config.agent.l2_population,
+            "firewall_driver": self.firewall.name,
+        }
+
+    def _resync_all(self) -> None:
+        """neutron-server had declared us dead: ask about every port again."""
+        if self.core is not None:
+            now = time.monotonic()
+            for iface_id in list(self.core.ports):
+                self.core.port_updated(iface_id, now)
+            self._inbox.put_nowait(None)
+
+    # -- inputs ------------------------------------------------------------------------------
+    async def _pump_ovsdb(self) -> None:
+        assert self._monitor is not None
+        try:
+            async for event in self._monitor:
+                self._inbox.put_nowait(event)
+        except OVSDBError as exc:
+            LOG.error("OVSDB monitor failed; port events stopped", extra={"error": exc})
+
+    async def _pump_notifications(self) -> None:
+        assert self._notifications is not None
+        async for event in self._notifications:
+            self._inbox.put_nowait(event)
+
+    def _on_channel_event(self, bridge: str, event: Connected | Disconnected) -> None:
+        if isinstance(event, Disconnected):
+            LOG.warning(
+                "OpenFlow connection lost", extra={"bridge": bridge, "reason": event.reason}
+            )
+        elif self.ready.is_set():
+            self.stats.ovs_restarts += 1
+            reconciler = self.reconcilers[bridge]
+            task = asyncio.create_task(self._timed_replay(bridge, reconciler, time.monotonic()))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _timed_replay(self, bridge: str, reconciler: FlowReconciler, since: float) -> None:
+        """The reconciler replays on its own; this only measures and logs it."""
+        await asyncio.sleep(0)
+        await reconciler.wait_idle()
+        self.stats.last_replay_s = time.monotonic() - since
+        LOG.info("OpenFlow reconnected: flows replayed from state, no RPC",
+                 extra={"bridge": bridge, "flows": len(reconciler.installed),
+                        "ms": self.stats.last_replay_s * 1e3})  # fmt: skip
+
+    async def _watch_canary(self) -> None:
+        """Backstop for a lost reconnect: the canary missing on a live connection means the
+        switch lost its tables behind our back; re-dump and re-sync."""
+        bridge = self.config.ovs.integration_bridge
+        reconciler = self.reconcilers[bridge]
+        channel = self.channels[bridge]
+        while self.canary_interval > 0:
+            await asyncio.sleep(self.canary_interval)
+            if not channel.connected:
+                continue
+            request = ofpp.OFPFlowStatsRequest(
+                DATAPATH, 0, tables.CANARY_TABLE, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                reconciler.cookie, codec.ALL_ONES_64, ofpp.OFPMatch(),
+            )  # fmt: skip
+            try:
+                stats = await channel.multipart(request, within=5.0)
+            except OpenFlowError:
+                continue
+            if not stats and self.core is not None:
+                LOG.warning("canary flow missing: re-syncing every bridge")
+                for name, each in self.reconcilers.items():
+                    with contextlib.suppress(OpenFlowError):
+                        await each.refresh()
+                        await each.sync(self.core.desired(name))
+
+    # -- the loop ------------------------------------------------------------------------------
+    async def _loop(self) -> None:
+        core = self.core
+        assert core is not None
+        while True:
+            self._idle.set()
+            deadline = core.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                first = await asyncio.wait_for(self._inbox.get(), timeout)
+                items = [first]
+            except TimeoutError:
+                items = []
+            self._idle.clear()
+            while not self._inbox.empty():
+                items.append(self._inbox.get_nowait())
+            now = time.monotonic()
+            for item in items:
+                self._apply(item, now)
+            core.expire(now)
+            plan = core.flush(now)
+            self.stats.flushes += 1
+            try:
+                await self._execute(plan)
+            except Exception:  # one bad plan must not kill the agent
+                LOG.exception("plan execution failed", extra={"flows": plan.flow_changes})
+
+    def _apply(self, item: object, now: float) -> None:
+        core = self.core
+        assert core is not None
+        if isinstance(item, RowEvent):
+            self._row_event(item, now)
+        elif isinstance(item, _Details):
+            self.stats.rpc_details_calls += 1
+            core.details_received(item.outcomes.outcomes, now)
+        elif isinstance(item, _SecurityGroups):
+            self.stats.rpc_sg_calls += 1
+            if isinstance(item.info, str):
+                core.security_groups_unavailable(item.devices, now)
+            else:
+                core.security_groups_received(item.devices, item.info, now)
+        elif isinstance(item, rpc_events.PortUpdate):
+            core.port_updated(item.port_id, now)
+        elif isinstance(item, rpc_events.PortDelete):
+            core.port_deleted(item.port_id, now)
+        elif isinstance(item, rpc_events.NetworkDelete):
+            core.network_deleted(item.network_id, now)
+        elif isinstance(
+            item, rpc_events.SecurityGroupsRuleUpdated | rpc_events.SecurityGroupsMemberUpdated
+        ):
+            core.security_groups_changed(item.security_groups, now)
+
+    def _row_event(self, event: RowEvent, now: float) -> None:
+        core = self.core
+        assert core is not None
+        if event.table == "Port":
+            if event.kind is EventKind.DELETE:
+                core.port_row_deleted(event.row["name"])
+            else:
+                row = event.row
+                tag = None
+                if event.old is not None:
+                    tag = core.port_rows.get(row["name"], (None, {}))[0]
+                core.port_row(row["name"], tag, row["other_config"])
+            return
+        if event.table != "Interface":
+            return
+        if event.kind is EventKind.DELETE:
+            core.interface_deleted(str(event.uuid), now)
+            return
+        iface = Interface.from_row(event.row)
+        if iface.iface_id is None:
+            if event.old is not None and Interface.from_row(event.old).iface_id is not None:
+                core.interface_deleted(str(event.uuid), now)  # iface-id removed from the row
+            self._maybe_topology_changed()
+            return
+        self._interface_event(iface, now)
+
+    def _interface_event(self, iface: Interface, now: float) -> None:
+        assert self.core is not None
+        if iface.iface_id is None:
+            return
+        row = InterfaceRow(str(iface.uuid), iface.name, iface.iface_id, iface.ofport)
+        self.core.interface_changed(row, now)
+
+    def _maybe_topology_changed(self) -> None:
+        assert self._monitor is not None and self.core is not None
+        by_name = {
+            i.name: i for i in map(Interface.from_row, self._monitor.rows("Interface").values())
+        }
+        topology = topology_from(self.config, by_name)
+        if topology is not None:
+            self.core.set_topology(topology)
+
+    # -- outputs -------------------------------------------------------------------------------
+    async def _execute(self, plan: Plan) -> None:
+        self._execute_side_effects(plan)
+        work: list[Awaitable[object]] = [
+            self._apply_flows(bridge, delta.remove, delta.add)
+            for bridge, delta in plan.flows.items()
+        ]
+        if plan.port_configs:
+            work.append(self._write_port_configs(plan.port_configs))
+        if work:
+            await asyncio.gather(*work)
+        committed = time.monotonic()
+        self._log_transitions(plan.transitions, committed)
+        self._progress(committed)
+
+    def _execute_side_effects(self, plan: Plan) -> None:
+        """Fetches and reports: queued, never awaited here."""
+        if plan.fetch_details:
+            self._spawn(self._fetch_details(plan.fetch_details))
+        if plan.fetch_security_groups:
+            self._spawn(self._fetch_security_groups(plan.fetch_security_groups))
+        for device, up in plan.reports:
+            self.reporter.report(device, up)
+        if plan.state_changed and self._snapshot is not None:
+            self._snapshot.changed()
+
+    async def _apply_flows(self, bridge: str, remove: Iterable[Any], add: Iterable[Any]) -> None:
+        reconciler = self.reconcilers[bridge]
+        try:
+            await reconciler.apply(remove, add)
+            self.stats.bundles += 1
+        except BundleError as exc:
+            LOG.error("bundle rejected; bridge left as it was, re-syncing it",
+                      extra={"bridge": bridge, "error": exc})  # fmt: skip
+            assert self.core is not None
+            with contextlib.suppress(OpenFlowError):
+                await reconciler.sync(self.core.desired(bridge))
+        except OpenFlowError as exc:
+            # the reconciler keeps the desired set and replays it on reconnect
+            LOG.warning("bridge unreachable; flows follow on reconnect",
+                        extra={"bridge": bridge, "error": exc})  # fmt: skip
+
+    async def _write_port_configs(self, configs: dict[str, PortConfig]) -> None:
+        if not configs:
+            return
+        commands = [c for name, config in configs.items() for c in _port_commands(name, config)]
+        try:
+            await self.ovsdb.transact(*commands)
+        except OVSDBError as exc:
+            # a port deleted meanwhile fails the whole transaction: retry one by one
+            LOG.info("Port rows: batch failed, writing one by one", extra={"error": exc})
+            for name, config in configs.items():
+                try:
+                    await self.ovsdb.transact(*_port_commands(name, config))
+                except OVSDBError as one:
+                    LOG.info("Port row not written", extra={"port": name, "error": one})
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _fetch_details(self, devices: list[str]) -> None:
+        outcomes = await self.api.get_devices_details(devices)
+        self._inbox.put_nowait(_Details(tuple(devices), outcomes))
+
+    async def _fetch_security_groups(self, devices: list[str]) -> None:
+        try:
+            info: Any = await self.api.security_group_info_for_devices(devices)
+        except (RpcError, ValueError) as exc:
+            LOG.warning("security group info failed; retrying",
+                        extra={"devices": len(devices), "error": exc})  # fmt: skip
+            info = str(exc)
+        self._inbox.put_nowait(_SecurityGroups(tuple(devices), info))
+
+    # -- logs ----------------------------------------------------------------------------------
+    def _log_transitions(self, transitions: list[Transition], committed: float) -> None:
+        for t in transitions:
+            ms = (committed - t.started) * 1e3
+            if t.phase is PortPhase.WIRED and t.ofport is not None:
+                self.stats.commit_latencies_ms.append(ms)
+            level = logging.WARNING if t.phase is PortPhase.FAILED else logging.INFO
+            extra: dict[str, Any] = {"iface_id": t.iface_id, "ofport": t.ofport,
+                                     "phase": t.phase.value, "ms": ms}  # fmt: skip
+            if t.old_ofport is not None:
+                extra["old_ofport"] = t.old_ofport
+            if t.reason:
+                extra["reason"] = t.reason
+            LOG.log(level, f"port {t.event}", extra=extra)
+
+    def _progress(self, now: float) -> None:
+        core = self.core
+        assert core is not None
+        waiting = core.details_fetch.waiting
+        if waiting < BIG_BATCH or now - self._last_progress < PROGRESS_EVERY:
+            return
+        self._last_progress = now
+        LOG.info("progress", extra={"waiting_for_details": waiting, **core.counts()})
+
+
+def _port_commands(name: str, config: PortConfig) -> list[Command]:
+    """neutron's writes: Port.tag, and our keys of other_config (others are kept)."""
+    commands: list[Command] = [SetPort(name, tag=config.tag)]
+    if config.other_config is not None:
+        where = (("name", "==", name),)
+        commands.append(UpdateMapKeys("Port", where, "other_config", set=dict(config.other_config)))
+    return commands
+
+
+def run_agent(config: AgentConfig) -> int:
+    """``aovs agent``: run until interrupted."""
+    import uvloop
+
+    async def main() -> None:
+        agent = Agent(config)
+        await agent.run_forever()
+
+    try:
+        uvloop.run(main())
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+ShutdownHook = Callable[[], Awaitable[None]]

@@ -1,0 +1,89 @@
+"""Sends device up/down reports in the background, in the order :mod:`.reports` keeps.
+
+Off the critical path: the agent marks and moves on; one task sends what accumulated (downs
+before ups, in calls of ``batch_size``), and gives failed calls back to the queue to be sent
+again after a pause, so a slow or absent neutron-server delays reports, never the dataplane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aovs.agent.reports import ReportBatch, ReportQueue
+from aovs.rpc.errors import RpcError
+from aovs.rpc.server_api import NeutronServerApi
+
+LOG = logging.getLogger(__name__)
+
+
+class DeviceReporter:
+    def __init__(
+        self, api: NeutronServerApi, *, batch_size: int = 100, retry_delay: float = 1.0
+    ) -> None:
+        self.api = api
+        self.batch_size = batch_size
+        self.retry_delay = retry_delay
+        self.queue = ReportQueue()
+        self.sent_up = 0
+        self.sent_down = 0
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._task: asyncio.Task[None] | None = None
+
+    def report(self, device: str, up: bool) -> None:
+        if up:
+            self.queue.up(device)
+        else:
+            self.queue.down(device)
+        self._idle.clear()
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="aovs-device-reporter")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def drain(self) -> None:
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            failed = False
+            for batch in self.queue.take(self.batch_size):
+                if failed:
+                    self.queue.give_back(batch)
+                    continue
+                try:
+                    result = await self.api.update_device_list(up=batch.up, down=batch.down)
+                except RpcError as exc:
+                    LOG.warning("device report failed; will retry",
+                                extra={"up": len(batch.up), "down": len(batch.down),
+                                       "error": exc})  # fmt: skip
+                    self.queue.give_back(batch)
+                    failed = True
+                    continue
+                self.sent_up += len(batch.up)
+                self.sent_down += len(batch.down)
+                retry_up = set(result.failed_devices_up)
+                retry_down = set(result.failed_devices_down)
+                if retry_up or retry_down:
+                    self.queue.give_back(ReportBatch(up=tuple(retry_up), down=tuple(retry_down)))
+                    failed = True
+            if failed:
+                await asyncio.sleep(self.retry_delay)
+                self._wake.set()
+            elif len(self.queue):
+                self._wake.set()
+            else:
+                self._idle.set()

@@ -1,0 +1,158 @@
+"""The local snapshot: what the agent needs to rebuild the dataplane with no neutron-server.
+
+After a host reboot OVS and the agent start fresh and neutron-server may answer late or not at
+all; the snapshot (port details, local VLANs, security groups) lets the agent reinstall every
+flow at once, then reconcile with the server's truth when it answers. It is JSON in
+``[agent] state_path``/snapshot.json, written atomically (temp file, fsync, rename, fsync of the
+directory) and debounced, so a burst of 1000 port changes costs one write. A missing,
+unreadable or corrupt file is one warning and an empty snapshot, never a failed start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from aovs.firewall.base import SecurityGroupState
+from aovs.model import PortDetails, SecurityGroup
+
+LOG = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+FILE_NAME = "snapshot.json"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    ports: Mapping[str, PortDetails] = field(default_factory=dict)  # by iface-id
+    local_vlans: Mapping[str, int] = field(default_factory=dict)  # by network id
+    security_groups: SecurityGroupState = field(
+        default_factory=lambda: SecurityGroupState(groups={}, members={})
+    )
+
+    def to_json(self) -> str:
+        data = {
+            "version": FORMAT_VERSION,
+            "ports": {k: v.model_dump(mode="json") for k, v in sorted(self.ports.items())},
+            "local_vlans": dict(sorted(self.local_vlans.items())),
+            "security_groups": {
+                k: v.model_dump(mode="json") for k, v in sorted(self.security_groups.groups.items())
+            },
+            "members": {
+                sg: {kind: sorted(ips) for kind, ips in by_kind.items()}
+                for sg, by_kind in sorted(self.security_groups.members.items())
+            },
+        }
+        return json.dumps(data, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> Snapshot:
+        """Parse; raises ValueError with one line naming what is wrong."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not JSON: {exc}") from None
+        if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION:
+            raise ValueError(f"not a version {FORMAT_VERSION} aovs snapshot")
+        try:
+            ports = {str(k): PortDetails.model_validate(v) for k, v in data["ports"].items()}
+            vlans = {str(k): int(v) for k, v in data["local_vlans"].items()}
+            groups = {
+                str(k): SecurityGroup.model_validate(v) for k, v in data["security_groups"].items()
+            }
+            members = {
+                str(sg): {str(kind): frozenset(map(str, ips)) for kind, ips in by_kind.items()}
+                for sg, by_kind in data["members"].items()
+            }
+        except (KeyError, TypeError, AttributeError, ValueError, ValidationError) as exc:
+            raise ValueError(f"malformed snapshot: {str(exc).splitlines()[0]}") from None
+        return cls(ports, vlans, SecurityGroupState(groups=groups, members=members))
+
+
+def load_snapshot(directory: Path) -> Snapshot:
+    path = directory / FILE_NAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return Snapshot()
+    except OSError as exc:
+        LOG.warning("snapshot unreadable; starting without it", extra={"path": path, "error": exc})
+        return Snapshot()
+    try:
+        return Snapshot.from_json(text)
+    except ValueError as exc:
+        LOG.warning("snapshot ignored", extra={"path": path, "error": str(exc)})
+        return Snapshot()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, whole, even across a power cut."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with temp.open("w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+class SnapshotWriter:
+    """Debounced writer: ``changed()`` is cheap; the file is written ``delay`` s after the first
+    change of a burst (in a thread: fsync must not stall the event loop)."""
+
+    def __init__(self, directory: Path, build: Callable[[], Snapshot], delay: float = 0.2) -> None:
+        self.path = directory / FILE_NAME
+        self.build = build
+        self.delay = delay
+        self.writes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._write_later(), name="aovs-snapshot")
+
+    async def flush(self) -> None:
+        """Write now if a write is due (on shutdown)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            await self._write()
+
+    async def _write_later(self) -> None:
+        await asyncio.sleep(self.delay)
+        await self._write()
+
+    async def _write(self) -> None:
+        started = time.monotonic()
+        text = self.build().to_json()
+        try:
+            await asyncio.to_thread(write_atomically, self.path, text)
+        except OSError as exc:
+            LOG.error("snapshot not written", extra={"path": self.path, "error": exc})
+            return
+        self.writes += 1
+        LOG.debug(
+            "snapshot written",
+            extra={"path": self.path, "bytes": len(text), "ms": (time.monotonic() - started) * 1e3},
+        )
+
+
+def snapshot_extra(snapshot: Snapshot) -> dict[str, Any]:
+    return {"ports": len(snapshot.ports), "networks": len(snapshot.local_vlans),
+            "security_groups": len(snapshot.security_groups.groups)}  # fmt: skip

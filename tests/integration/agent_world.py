@@ -1,0 +1,144 @@
+"""A world for the agent's integration tests: a private OVS, the simulator, the agent.
+
+Everything real: the sandbox's ovsdb-server/ovs-vswitchd, RabbitMQ (a private vhost), the
+neutron-server simulator on it, and the agent in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+from aovs.agent.agent import Agent
+from aovs.config import AgentConfig
+from aovs.rpc.simulator import NeutronServerSimulator
+from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
+from aovs.sandbox import OVSSandbox
+
+VLAN_NET = "net-vlan"
+FLAT_NET = "net-flat"
+SEGMENTATION_ID = 101
+SG = "sg-web"
+
+
+def port_id(index: int) -> str:
+    return f"port-{index:05d}"
+
+
+def tap(index: int) -> str:
+    return f"tap{index:05d}"
+
+
+def mac(index: int) -> str:
+    return f"fa:16:3e:00:{index // 256:02x}:{index % 256:02x}"
+
+
+def ip(index: int) -> str:
+    return f"10.{1 + index // 60000}.{index // 250 % 240}.{index % 250 + 2}"
+
+
+def topology(ports: int, flat_every: int = 10) -> Topology:
+    """``ports`` ports; every ``flat_every``-th one on the flat network, the rest on vlan 101."""
+    ssh = Rule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+               remote_ip_prefix="0.0.0.0/0")  # fmt: skip
+    rules = (Rule(direction="egress"), ssh, Rule(direction="ingress", remote_group_id=SG))
+    vlan = Network(
+        network_type="vlan", physical_network="physnet1", segmentation_id=SEGMENTATION_ID
+    )
+    flat = Network(network_type="flat", physical_network="physnet1")
+    world = [
+        Port.model_validate(
+            {
+                "port_id": port_id(i),
+                "network_id": FLAT_NET if i % flat_every == 0 else VLAN_NET,
+                "mac_address": mac(i),
+                "fixed_ips": [{"ip_address": ip(i)}],
+                "security_groups": [SG],
+            }
+        )
+        for i in range(ports)
+    ]
+    return Topology(
+        networks={VLAN_NET: vlan, FLAT_NET: flat},
+        security_groups={SG: SecurityGroup(rules=rules)},
+        ports=tuple(world),
+    )
+
+
+def agent_config(
+    sandbox: OVSSandbox, transport_url: str, state_path: Path, **agent: Any
+) -> AgentConfig:
+    return AgentConfig.model_validate(
+        {
+            "host": "compute-test",
+            "transport_url": transport_url,
+            "ovs": {"ovsdb_connection": sandbox.ovsdb_connection, "datapath_type": "dummy",
+                    "bridge_mappings": ["physnet1:br-phys"]},
+            "agent": {"state_path": str(state_path), "report_interval": 0,
+                      "rpc_response_timeout": 2.0, "rpc_response_max_timeout": 4.0, **agent},
+        }
+    )  # fmt: skip
+
+
+def plug(sandbox: OVSSandbox, indexes: range | list[int]) -> None:
+    """libvirt's add-port, for many VMs in ONE ovs-vsctl transaction."""
+    args: list[str] = []
+    for i in indexes:
+        args += ["--", "--may-exist", "add-port", "br-int", tap(i), "--", "set", "Interface",
+                 tap(i), "type=dummy", f"external_ids:iface-id={port_id(i)}",
+                 f"external_ids:attached-mac={mac(i)}"]  # fmt: skip
+    sandbox.vsctl(*args[1:])
+
+
+def unplug(sandbox: OVSSandbox, indexes: range | list[int]) -> None:
+    args: list[str] = []
+    for i in indexes:
+        args += ["--", "--if-exists", "del-port", "br-int", tap(i)]
+    sandbox.vsctl(*args[1:])
+
+
+def ofport(sandbox: OVSSandbox, name: str) -> int:
+    return int(sandbox.vsctl("get", "Interface", name, "ofport").strip())
+
+
+async def wait_until(
+    predicate: Callable[[], bool], within: float = 20.0, what: str = "condition"
+) -> None:
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def flows_with(sandbox: OVSSandbox, bridge: str, needle: str) -> list[str]:
+    return [f for f in sandbox.dump_flows(bridge) if needle in f]
+
+
+def in_ports(sandbox: OVSSandbox, bridge: str = "br-int") -> set[int]:
+    return {int(m) for f in sandbox.dump_flows(bridge) for m in re.findall(r"in_port=(\d+)", f)}
+
+
+@contextlib.asynccontextmanager
+async def simulator(transport_url: str, world: Topology) -> AsyncIterator[NeutronServerSimulator]:
+    sim = NeutronServerSimulator(world, transport_url)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@contextlib.asynccontextmanager
+async def running_agent(config: AgentConfig, **kwargs: Any) -> AsyncIterator[Agent]:
+    agent = Agent(config, **kwargs)
+    await agent.start()
+    try:
+        yield agent
+    finally:
+        await agent.stop()

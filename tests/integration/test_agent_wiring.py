@@ -1,0 +1,76 @@
+"""The agent on a real OVS and RabbitMQ: plug, wire, isolate, reboot."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+from agent_world import (
+    FLAT_NET,
+    SEGMENTATION_ID,
+    VLAN_NET,
+    agent_config,
+    in_ports,
+    ofport,
+    plug,
+    port_id,
+    running_agent,
+    simulator,
+    tap,
+    topology,
+    unplug,
+    wait_until,
+)
+
+from aovs.agent.state import PortPhase
+from aovs.sandbox import OVSSandbox
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sandbox(fresh_sandbox: OVSSandbox) -> OVSSandbox:
+    fresh_sandbox.add_physical_bridge("br-phys")
+    return fresh_sandbox
+
+
+async def test_ports_are_wired_reported_and_rebooted(
+    sandbox: OVSSandbox, rabbit_vhost: str
+) -> None:
+    world = topology(20)
+    state = Path(tempfile.mkdtemp(prefix="aovs-s-"))
+    async with (
+        simulator(rabbit_vhost, world) as sim,
+        running_agent(agent_config(sandbox, rabbit_vhost, state)) as agent,
+    ):
+        plug(sandbox, range(20))
+        core = agent.core
+        assert core is not None
+        await wait_until(lambda: core.counts()["wired"] == 20, what="20 ports wired")
+        await wait_until(lambda: len(set(sim.device_up_reports)) == 20, what="20 reported up")
+        vlan_tag = int(sandbox.vsctl("get", "Port", tap(1), "tag"))
+        flat_tag = int(sandbox.vsctl("get", "Port", tap(0), "tag"))
+        assert vlan_tag != flat_tag
+        other = sandbox.vsctl("get", "Port", tap(1), "other_config")
+        assert f"net_uuid={VLAN_NET}" in other.replace('"', "")
+        phys = "\n".join(sandbox.dump_flows("br-phys"))
+        assert f"dl_vlan={vlan_tag} actions=set_field:{4096 + SEGMENTATION_ID}->vlan_vid" in phys
+        assert f"dl_vlan={flat_tag} actions=pop_vlan" in phys
+        assert FLAT_NET in core.networks
+
+        # one VM reboot: del-port + add-port, a new ofport
+        old = ofport(sandbox, tap(3))
+        bundles = agent.stats.bundles
+        unplug(sandbox, [3])
+        plug(sandbox, [3])
+        new = ofport(sandbox, tap(3))
+        assert new != old
+        await wait_until(lambda: core.ports[port_id(3)].ofport == new, what="rewired")
+        await agent.settled()
+        ports_seen = in_ports(sandbox)
+        assert new in ports_seen and old not in ports_seen
+        assert agent.stats.bundles - bundles == 1  # old out, new in: one bundle
+        assert core.ports[port_id(3)].phase is PortPhase.WIRED
+        await wait_until(lambda: sim.device_up_reports.count(port_id(3)) == 2, what="re-up")
+        assert port_id(3) in sim.device_down_reports
