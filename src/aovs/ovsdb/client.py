@@ -205,6 +205,16 @@ class OVSDBClient:
                     raise
         return monitor
 
+    async def cancel_monitor(self, monitor: Monitor) -> None:
+        """Stop a monitor (``monitor_cancel``); its iterator ends after the queued events."""
+        if self._monitors.pop(monitor.id, None) is None:
+            return
+        monitor.close()
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(ConnectionLost, RpcError, TimeoutError):
+                await conn.request("monitor_cancel", [monitor.id], timeout=self.request_timeout)
+
     # -- transactions --------------------------------------------------------------------------
     async def request(self, method: str, params: list[Any], timeout: float | None = None) -> Any:  # noqa: ASYNC109 -- a per-request bound
         """One raw JSON-RPC request on the current session (waits for one to exist)."""

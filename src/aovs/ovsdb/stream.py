@@ -4,9 +4,9 @@ RFC 7047 puts JSON texts back to back with no framing. Bytes are decoded as UTF-
 (a multi-byte character may straddle two reads) and complete values are parsed with the C JSON
 decoder. A parse error that leaves only a cut-short token (``tru``, ``1.``, a ``\\u`` escape,
 nothing) is a message still on its way; any other is garbage. To stay linear on large messages,
-a failed (incomplete) parse is retried only when new data ends a value (``}``/``]``) or the
-buffer has doubled: the server writes whole messages, so each one's last chunk ends with its
-closing brace.
+a buffer over 64 KiB is parsed only when new data ends a value (``}``/``]``) or the buffer has
+doubled (and reached 1 MiB): the server writes whole messages, so each one's last chunk ends with
+its closing brace. Small buffers are always tried, so short garbage is caught at once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Any
 from aovs.ovsdb.errors import ProtocolError
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+_CHEAP_PARSE = 64 * 1024  # a failed parse of this little costs nothing worth saving
+_MIN_RETRY = 1 << 20  # above _CHEAP_PARSE, wait for a chunk ending in a brace or this much data
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
 # what may follow a parse error when the text was merely cut short: a number or literal's start
 _CUT_TOKEN = re.compile(r"[-+0-9.eE]*|t(r(ue?)?)?|f(a(l(se?)?)?)?|n(u(ll?)?)?")
@@ -31,7 +33,7 @@ class JsonStream:
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._decoder = json.JSONDecoder()
         self._buffer = ""
-        self._retry_at = 0  # retry a failed parse once the buffer is this long
+        self._retry_at = _MIN_RETRY  # parse a chunk not ending in a brace once this much is held
         self._offset = 0  # stream offset of the buffer's start, for error messages
         self._max = max_message
 
@@ -50,7 +52,8 @@ class JsonStream:
         self._buffer += text
         if len(self._buffer) > self._max:
             raise ProtocolError(f"message larger than {self._max} characters")
-        if len(self._buffer) < self._retry_at and not text.rstrip().endswith(("}", "]")):
+        held = len(self._buffer)
+        if _CHEAP_PARSE < held < self._retry_at and not text.rstrip().endswith(("}", "]")):
             return []
         return self._parse()
 
@@ -73,7 +76,7 @@ class JsonStream:
             pos = _WHITESPACE.match(buffer, pos).end()  # type: ignore[union-attr]
         self._offset += pos
         self._buffer = buffer[pos:]
-        self._retry_at = 2 * len(self._buffer) if self._buffer else 0
+        self._retry_at = max(2 * len(self._buffer), _MIN_RETRY)
         return messages
 
 
