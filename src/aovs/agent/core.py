@@ -111,6 +111,8 @@ class AgentCore:
         self.networks: dict[str, NetworkSegment] = {}
         self.vlans = LocalVlanAllocator()
         self.sgs = SecurityGroupState(groups={}, members={})
+        # a port's groups come from security_group_info_for_devices, not from its details
+        self.device_groups: dict[str, tuple[str, ...]] = {}
         self.port_rows: dict[str, tuple[int | None, dict[str, str]]] = {}  # Port name -> row
         self.ledgers: dict[str, FlowLedger] = {}
         self.details_fetch = RetrySchedule(retry_first_delay, retry_cap)
@@ -164,8 +166,15 @@ class AgentCore:
         self.rows[row.uuid] = row
         if previous is not None and previous.iface_id != row.iface_id:
             self._row_gone(previous, now)
-        if row.iface_id not in self.details and row.iface_id not in self.refusals:
-            self.details_fetch.want([row.iface_id], now)  # even before it has an ofport
+        cached = self.details.get(row.iface_id)
+        unknown = cached is None and row.iface_id not in self.refusals
+        if (unknown or (cached is not None and not cached.confirmed)) and (
+            row.iface_id not in self.details_fetch
+        ):
+            # asked even before it has an ofport; snapshot details are confirmed or corrected
+            self.details_fetch.want([row.iface_id], now)
+            if self.needs_security_groups and row.iface_id not in self.sg_fetch:
+                self.sg_fetch.want([row.iface_id], now)
         port = self.ports.get(row.iface_id)
         if port is None:
             if row.ofport is None:
@@ -192,10 +201,14 @@ class AgentCore:
         failed: list[str] = []
         for device, outcome in outcomes.items():
             if isinstance(outcome, PortDetails):
+                groups = self.device_groups.get(device)
+                if groups is not None:
+                    outcome = outcome.model_copy(update={"security_groups": groups})
                 self.details[device] = CachedDetails(outcome, confirmed=True)
                 self.refusals.pop(device, None)
                 self._state_changed = True
-                if self.needs_security_groups and self._missing_groups(outcome):
+                missing = self.needs_security_groups and self._missing_groups(outcome)
+                if missing and device not in self.sg_fetch:
                     self.sg_fetch.want([device], now)
             elif isinstance(outcome, UnknownDevice | NoActiveBinding):
                 self.details.pop(device, None)
@@ -246,8 +259,16 @@ class AgentCore:
                 self._sgs_before = self.sgs
             self.sgs = new
             self._state_changed = True
+        touched = set()
+        for device, device_groups in info.devices.items():
+            self.device_groups[device] = device_groups
+            cached = self.details.get(device)
+            if cached is not None and cached.details.security_groups != device_groups:
+                details = cached.details.model_copy(update={"security_groups": device_groups})
+                self.details[device] = CachedDetails(details, cached.confirmed)
+                touched.add(device)
         for port in self.ports.values():
-            if port.phase is PortPhase.PENDING:
+            if port.phase is PortPhase.PENDING or port.iface_id in touched:
                 self._evaluate(port, now)
 
     def security_groups_unavailable(self, devices: Iterable[str], now: float) -> None:
@@ -300,6 +321,7 @@ class AgentCore:
         answers; OVSDB's Port rows win over the snapshot's VLANs (call recover_vlans first)."""
         for item in details:
             self.details.setdefault(item.device, CachedDetails(item, confirmed=False))
+            self.device_groups.setdefault(item.device, item.security_groups)
         self.vlans.remember(local_vlans.items())
         self.sgs = sgs
 
@@ -489,6 +511,8 @@ class AgentCore:
     def _missing_groups(self, details: PortDetails) -> bool:
         if not details.port_security_enabled:
             return False
+        if details.device not in self.device_groups:
+            return True
         return any(sg not in self.sgs.groups for sg in details.security_groups)
 
     # -- flushing helpers ------------------------------------------------------------------

@@ -177,7 +177,7 @@ def test_same_inputs_same_flows_whatever_the_order() -> None:
 def test_openvswitch_firewall_waits_for_security_groups() -> None:
     core = AgentCore(TOPO, OVSFirewall(), needs_security_groups=True)
     core.interface_changed(row("p-1", 5), 0.0)
-    core.details_received({"p-1": details("p-1", security_groups=["sg1"])}, 0.0)
+    core.details_received({"p-1": details("p-1")}, 0.0)  # neutron sends no groups here
     plan = core.flush(0.0)
     assert core.ports["p-1"].phase is PortPhase.PENDING
     assert plan.fetch_security_groups == ["p-1"]
