@@ -9,7 +9,10 @@ The agent keys every flow by an OWNER so that a change recomputes only what it t
 - ``("fw-base",)`` and the firewall driver's shared owners (e.g. remote-group members).
 
 Each function returns ``{bridge: flows}`` for one owner. A bridge is another pipeline module
-with the same shape (base, network, port), which is how br-tun will slot in for tunnel networks.
+with the same shape (base, network, port): br-tun's base set is ``("bridge", br-tun)`` and a
+tunnel network's tunnel id -> local VLAN flow is its ``("network", net_id)`` owner; the owners
+that depend on tunnel endpoints and l2population (tunnel ports, flooding, FDB) are composed by
+:mod:`aovs.agent.tunnels`.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from aovs.firewall.base import BASE_OWNER, FilteredPort, FirewallDriver, OwnerKe
 from aovs.firewall.base import SecurityGroupState as SecurityGroupState
 from aovs.model import NetworkSegment, PortDetails
 from aovs.openflow.flows import Flow
-from aovs.pipelines import br_int, br_phys
+from aovs.pipelines import br_int, br_phys, br_tun
 
 BridgeFlows = dict[str, frozenset[Flow]]
 PHYSICAL_TYPES = frozenset({"vlan", "flat"})
@@ -59,15 +62,28 @@ class PhysicalLink:
 
 
 @dataclass(frozen=True, slots=True)
+class TunnelLink:
+    """br-tun once its patch pair exists: ``patch-tun`` on br-int <-> ``patch-int`` on br-tun."""
+
+    bridge: str
+    patch_tun_ofport: int  # on br-int
+    patch_int_ofport: int  # on br-tun
+    network_types: frozenset[str]  # ``[agent] tunnel_types``
+    arp_responder: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Topology:
     """The bridges and their patch ports, as OVSDB reports them."""
 
     integration_bridge: str
     physical: Mapping[str, PhysicalLink]  # by physnet
+    tunnel: TunnelLink | None = None
 
     @property
     def bridges(self) -> tuple[str, ...]:
-        return (self.integration_bridge, *(link.bridge for link in self.physical.values()))
+        tunnel = (self.tunnel.bridge,) if self.tunnel is not None else ()
+        return (self.integration_bridge, *(link.bridge for link in self.physical.values()), *tunnel)
 
 
 class Wiring(StrEnum):
@@ -99,6 +115,14 @@ def segment_problem(topology: Topology, segment: NetworkSegment) -> str | None:
     kind = segment.network_type
     if kind == "local":
         return None
+    if segment.is_tunnel and topology.tunnel is not None:
+        if kind not in topology.tunnel.network_types:
+            return f"network type {kind!r} is not in this agent's tunnel_types"
+        try:
+            br_tun.check_segment(segment)
+        except ValueError as exc:
+            return str(exc)
+        return None
     if kind not in PHYSICAL_TYPES:
         return f"network type {kind!r} is not supported by this agent (no tunnel bridge yet)"
     physnet = segment.physical_network
@@ -127,6 +151,11 @@ def bridge_flows(topology: Topology) -> dict[OwnerKey, BridgeFlows]:
         owners[patch_owner(link.physnet)] = {
             topology.integration_bridge: br_int.patch_port_flows(link.int_patch_ofport)
         }
+    tunnel = topology.tunnel
+    if tunnel is not None:
+        owners[bridge_owner(tunnel.bridge)] = {
+            tunnel.bridge: br_tun.base_flows(tunnel.patch_int_ofport, tunnel.arp_responder)
+        }
     return owners
 
 
@@ -134,6 +163,8 @@ def network_flows(topology: Topology, segment: NetworkSegment, local_vlan: int) 
     """A network's translation flows; empty for a local network or one this host cannot carry."""
     if segment_problem(topology, segment) is not None or segment.network_type == "local":
         return {}
+    if segment.is_tunnel and topology.tunnel is not None:
+        return {topology.tunnel.bridge: br_tun.network_flows(segment, local_vlan)}
     assert segment.physical_network is not None
     link = topology.physical[segment.physical_network]
     return {
