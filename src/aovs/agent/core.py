@@ -31,6 +31,7 @@ from aovs.agent.ledger import FlowDelta, FlowLedger
 from aovs.agent.schedule import RetrySchedule
 from aovs.agent.snapshot import Snapshot
 from aovs.agent.state import CachedDetails, InterfaceRow, PortConfig, PortPhase, PortState
+from aovs.agent.tunnels import PortChanges, TunnelState, hosted_tunnel_networks
 from aovs.agent.vlans import LocalVlanAllocator, VlansExhausted
 from aovs.firewall.base import (
     PORT_OWNER,
@@ -83,6 +84,7 @@ class Plan:
     reports: list[tuple[str, bool]] = field(default_factory=list)  # (device, up), in order
     transitions: list[Transition] = field(default_factory=list)
     state_changed: bool = False  # something the snapshot holds changed
+    tunnel_ports: PortChanges = field(default_factory=PortChanges)  # br-tun, one transaction
 
     @property
     def flow_changes(self) -> int:
@@ -99,8 +101,10 @@ class AgentCore:
         unplug_grace: float = DEFAULT_UNPLUG_GRACE,
         retry_first_delay: float = 1.0,
         retry_cap: float = 60.0,
+        tunnels: TunnelState | None = None,
     ) -> None:
         self.topology = topology
+        self.tunnels = tunnels  # the overlay's state, when [agent] tunnel_types is set
         self.firewall = firewall
         self.needs_security_groups = needs_security_groups
         self.unplug_grace = unplug_grace
@@ -354,6 +358,8 @@ class AgentCore:
         for network_id in self._dirty_networks:
             self._flush_network(network_id)
         self._flush_firewall(filtered_before, self._dirty_ports)
+        if self.tunnels is not None:
+            self._flush_tunnels(plan)
         self._dirty_ports.clear()
         self._dirty_networks.clear()
         for bridge, ledger in self.ledgers.items():
@@ -373,7 +379,8 @@ class AgentCore:
     def snapshot(self) -> Snapshot:
         """What a host reboot needs to rebuild this dataplane (see :mod:`aovs.agent.snapshot`)."""
         ports = {i: self.details[i].details for i in self.ports if i in self.details}
-        return Snapshot(ports, self.vlans.assignments(), self.sgs)
+        tunnels = self.tunnels.snapshot() if self.tunnels is not None else {}
+        return Snapshot(ports, self.vlans.assignments(), self.sgs, tunnels)
 
     def counts(self) -> dict[str, int]:
         counts = {phase.value: 0 for phase in PortPhase}
@@ -615,6 +622,16 @@ class AgentCore:
         if vlan is not None and segment is not None:
             flows = compose.network_flows(self.topology, segment, vlan)
         self._replace(compose.network_owner(network_id), flows)
+
+    def _flush_tunnels(self, plan: Plan) -> None:
+        """br-tun's owners that follow endpoints and l2population (see aovs.agent.tunnels)."""
+        assert self.tunnels is not None
+        self.tunnels.set_hosted(hosted_tunnel_networks(self.networks, self.vlans.assignments()))
+        result = self.tunnels.flush()
+        for owner, flows in result.flows.items():
+            self._replace(owner, flows)
+        plan.tunnel_ports = result.ports
+        self._state_changed |= result.state_changed
 
     def _flush_firewall(
         self, filtered_before: Mapping[str, FilteredPort], flushed: set[str]

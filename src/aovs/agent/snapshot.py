@@ -39,6 +39,9 @@ class Snapshot:
     security_groups: SecurityGroupState = field(
         default_factory=lambda: SecurityGroupState(groups={}, members={})
     )
+    # endpoints and l2population FDB (JSON shaped by aovs.agent.tunnels); optional, so version
+    # 1 files without it still load
+    tunnels: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {
@@ -52,6 +55,7 @@ class Snapshot:
                 sg: {kind: sorted(ips) for kind, ips in by_kind.items()}
                 for sg, by_kind in sorted(self.security_groups.members.items())
             },
+            "tunnels": dict(self.tunnels),
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -76,7 +80,10 @@ class Snapshot:
             }
         except (KeyError, TypeError, AttributeError, ValueError, ValidationError) as exc:
             raise ValueError(f"malformed snapshot: {str(exc).splitlines()[0]}") from None
-        return cls(ports, vlans, SecurityGroupState(groups=groups, members=members))
+        tunnels = data.get("tunnels", {})
+        if not isinstance(tunnels, dict):
+            raise ValueError("malformed snapshot: tunnels is not an object")
+        return cls(ports, vlans, SecurityGroupState(groups=groups, members=members), tunnels)
 
 
 def load_snapshot(directory: Path) -> Snapshot:
