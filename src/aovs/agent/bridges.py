@@ -3,7 +3,9 @@
 br-int and every ``bridge_mappings`` bridge are ensured (fail_mode secure, OpenFlow13), and each
 physical bridge is joined to br-int by a patch pair named as neutron names them:
 ``int-<bridge>`` on br-int, ``phy-<bridge>`` on the physical bridge (shortened with a hash when
-longer than an interface name may be, as neutron's ``get_peer_name`` does).
+longer than an interface name may be, as neutron's ``get_peer_name`` does). With
+``[agent] tunnel_types``, br-tun is ensured too, joined by ``patch-tun`` (br-int) <->
+``patch-int`` (br-tun) (``[ovs] int_peer_patch_port``/``tun_peer_patch_port``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from aovs.agent.tunnels import TunnelSettings
 from aovs.config import AgentConfig
 from aovs.ovsdb import Command, EnsureBridge, Interface, patch_port
-from aovs.pipelines.compose import PhysicalLink, Topology
+from aovs.pipelines.compose import PhysicalLink, Topology, TunnelLink
 
 MAX_DEVICE_NAME = 15  # IFNAMSIZ - 1
 INT_PREFIX = "int-"
@@ -54,6 +57,12 @@ def bridge_commands(config: AgentConfig) -> list[Command]:
             patch_port(config.ovs.integration_bridge, pair.int_port, peer=pair.phy_port)
         )
         commands.append(patch_port(pair.bridge, pair.phy_port, peer=pair.int_port))
+    tunnels = TunnelSettings.from_config(config)
+    if tunnels is not None:
+        int_port, tun_port = tunnels.int_peer_patch_port, tunnels.tun_peer_patch_port
+        commands.append(EnsureBridge(tunnels.bridge, datapath_type=datapath))
+        commands.append(patch_port(config.ovs.integration_bridge, int_port, peer=tun_port))
+        commands.append(patch_port(tunnels.bridge, tun_port, peer=int_port))
     return commands
 
 
@@ -72,4 +81,16 @@ def topology_from(
         assert int_iface.ofport is not None and phy_iface.ofport is not None
         links[pair.physnet] = PhysicalLink(pair.physnet, pair.bridge, int_iface.ofport,
                                            phy_iface.ofport)  # fmt: skip
-    return Topology(config.ovs.integration_bridge, links)
+    tunnels = TunnelSettings.from_config(config)
+    tunnel = None
+    if tunnels is not None:
+        tun_side = interfaces_by_name.get(tunnels.int_peer_patch_port)  # on br-int
+        int_side = interfaces_by_name.get(tunnels.tun_peer_patch_port)  # on br-tun
+        if tun_side is None or int_side is None:
+            return None
+        if not (tun_side.ofport_ready and int_side.ofport_ready):
+            return None
+        assert tun_side.ofport is not None and int_side.ofport is not None
+        tunnel = TunnelLink(tunnels.bridge, tun_side.ofport, int_side.ofport,
+                            frozenset(tunnels.tunnel_types), tunnels.arp_responder)  # fmt: skip
+    return Topology(config.ovs.integration_bridge, links, tunnel)
