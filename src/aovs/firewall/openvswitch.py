@@ -31,7 +31,6 @@ from typing import Any, ClassVar
 
 from aovs.firewall.base import FilteredPort, OwnerKey, SecurityGroupState, port_owner
 from aovs.firewall.conjunctions import ConjKey, ConjunctionIds
-from aovs.firewall.match_cache import fast_match
 from aovs.firewall.port_addresses import PortAddresses, is_trusted
 from aovs.firewall.port_ranges import disjoint_segments
 from aovs.firewall.rule_matches import (
@@ -58,6 +57,7 @@ from aovs.openflow.flows import (
     Conjunction,
     CTClear,
     Flow,
+    Match,
     Output,
     PopVlan,
     Resubmit,
@@ -127,7 +127,7 @@ MARK_INVALID = CT(commit=True, zone_src=REG_NET, actions=(SetField("ct_mark", CT
 
 
 def _flow(table: int, priority: int, actions: Iterable[Action], **match: Any) -> Flow:
-    return Flow(table, priority, fast_match(**match), actions)
+    return Flow(table, priority, Match(**match), actions)
 
 
 def _to(table: int) -> Resubmit:

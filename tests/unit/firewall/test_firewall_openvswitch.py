@@ -303,12 +303,3 @@ def test_zero_prefix_members_fail_closed() -> None:
     sgs = SecurityGroupState({"web": WEB}, members({"web": ["0.0.0.0/0", "10.5.0.7/32"]}))
     shared = OVSFirewall().shared_flows(ports, sgs)
     assert {o[4] for o in shared} == {"10.5.0.7"}
-
-
-def test_fast_matches_equal_the_public_constructor() -> None:
-    """match_cache builds Matches from cached normalised values: they must be the same."""
-    ports, sgs = scenario(n_ports=20, zones=(5, 6))
-    for flows in owned_flows(OVSFirewall(), ports, sgs).values():
-        for f in flows:
-            rebuilt = Match(**dict(f.match.fields))
-            assert rebuilt == f.match and hash(rebuilt) == hash(f.match)
