@@ -1,0 +1,163 @@
+"""results.json -> results.md: the tables a reader takes in at a glance (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from benchmarks.suite.results import SCENARIOS, TITLES, ScenarioResult, TargetCheck
+
+DASH = "-"
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """A figure with ``digits`` significant digits, or a dash when it was not measured."""
+    if value is None:
+        return DASH
+    if value == 0:
+        return "0"
+    if abs(value) >= 10**digits:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def times(value: float | None) -> str:
+    """A ratio as ``1.23x``; legacy ratios are small, so they keep two significant digits."""
+    if value is None:
+        return DASH
+    return f"{value:.2g}x" if value < 0.1 else f"{value:.2f}x"
+
+
+def _verdict(details: Mapping[str, Any]) -> str:
+    check = details.get("verified")
+    if not isinstance(check, Mapping):
+        return DASH
+    if check.get("ok"):
+        traces = check.get("traces", {})
+        return f"yes ({check.get('flows', '?')} flows, {traces.get('passed', 0)} traces)"
+    return f"NO: {check.get('problem', 'see results.json')}"
+
+
+def _headline(result: ScenarioResult) -> str:
+    if result.name == "agent_restart":
+        flowmods = result.details.get("flowmods")
+        lost = result.details.get("lost_packets")
+        injected = result.details.get("injected_packets")
+        return (
+            f"{number(result.seconds)} s to ready; {DASH if flowmods is None else flowmods} "
+            f"FlowMods; {DASH if lost is None else lost}/{DASH if injected is None else injected}"
+            " packets lost"
+        )
+    if result.name == "single_reboot":
+        dist = result.details.get("ofport_to_flows", {})
+        if not dist.get("count"):
+            return DASH
+        return (
+            f"p50 {dist['p50_ms']:g} / p90 {dist['p90_ms']:g} / p99 {dist['p99_ms']:g} / "
+            f"max {dist['max_ms']:g} ms"
+        )
+    return f"{number(result.seconds)} s"
+
+
+def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
+    lines = [
+        "| scenario | agent | limit | vs limit | legacy | vs legacy | agent CPU s | "
+        "peak RSS MB | dataplane verified |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in SCENARIOS:
+        result = results.get(name)
+        if result is None:
+            continue
+        legacy = number(result.legacy_seconds)
+        if result.legacy_seconds is not None and result.details.get("legacy_extrapolated_from"):
+            legacy += " (extrap.)"
+        unit = " s" if result.name == "single_reboot" else ""
+        cells = [
+            TITLES[name],
+            _headline(result),
+            DASH if result.limit_seconds is None else number(result.limit_seconds) + unit,
+            times(result.vs_limit),
+            legacy if legacy == DASH else legacy + unit,
+            times(result.vs_legacy),
+            number(result.cpu_seconds),
+            number(result.peak_rss_mb),
+            _verdict(result.details),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def target_table(checks: Sequence[TargetCheck]) -> list[str]:
+    lines = ["| scenario | what | target | measured | met |", "|---|---|---|---|---|"]
+    for check in checks:
+        met = {True: "yes", False: "**no**", None: DASH}[check.met]
+        lines.append(
+            f"| {check.scenario} | {check.what} | {check.target} | {check.measured} | {met} |"
+        )
+    return lines
+
+
+def scaling_table(scaling: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = [
+        "| ports | flows | cold boot s | cold boot limit s | OVS restart s | OVS restart limit s "
+        "| peak RSS MB | agent CPU s (cold boot) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in scaling:
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    str(row.get("ports", DASH)),
+                    str(row.get("flows", DASH)),
+                    number(row.get("cold_boot_seconds")),
+                    number(row.get("limit_seconds")),
+                    number(row.get("ovs_restart_seconds")),
+                    number(row.get("limit_seconds")),
+                    number(row.get("peak_rss_mb")),
+                    number(row.get("cold_boot_cpu_seconds")),
+                ]
+            )
+            + " |"
+        )
+    return lines
+
+
+def render(document: Mapping[str, Any], checks: Sequence[TargetCheck]) -> str:
+    """The whole results.md."""
+    results = {
+        name: ScenarioResult.from_json(name, data)
+        for name, data in document.get("scenarios", {}).items()
+    }
+    machine = document.get("machine", {})
+    lines = [
+        f"# aovs reboot benchmark: {document.get('ports')} ports",
+        "",
+        f"- run: {document.get('started', DASH)}, git {document.get('git_commit', DASH)}; "
+        f"machine: {machine.get('cpus', DASH)} CPUs, {machine.get('model', DASH)}, "
+        f"load average at start {machine.get('loadavg', DASH)}",
+        f"- networks: {', '.join(document.get('network_types', []))}"
+        + ("" if document.get("vxlan") else " (vxlan not supported by the agent yet: vlan only)"),
+        f"- flows: {document.get('flows', DASH)} on br-int and the physical bridge; "
+        f"{document.get('security_groups', DASH)} security groups",
+        f"- agent CPU and peak RSS: {document.get('usage_source', '/proc')}",
+        "",
+        *scenario_table(results),
+        "",
+        "Limit: `ovs-ofctl -O OpenFlow13 --bundle add-flows` of the final flow dump into an empty "
+        "bridge. Legacy: neutron's way, per port an `ovs-vsctl set Port` (tag, other_config) and "
+        "`ovs-ofctl --bundle add-flows` of its flows in chunks of 100, sequentially "
+        "(extrap. = timed on a sample of ports, scaled to all).",
+        "",
+        "## Targets",
+        "",
+        *target_table(checks),
+    ]
+    scaling = document.get("scaling") or []
+    if scaling:
+        lines += ["", "## Scaling", "", *scaling_table(scaling)]
+    notes = document.get("notes") or []
+    if notes:
+        lines += ["", "## Notes", "", *(f"- {note}" for note in notes)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,173 @@
+"""The suite's result schema, the ratios it reports and the targets it checks (pure).
+
+``results.json`` is ``{"ports": N, "machine": {...}, "scenarios": {NAME: {"seconds": ..,
+"limit_seconds": .., "legacy_seconds": .., "cpu_seconds": .., "peak_rss_mb": .., ...}}, ...}``.
+A figure that was not measured is ``null``, never a guess; an extrapolated baseline says so
+(``legacy_extrapolated_from`` ports).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SCENARIOS = (
+    "cold_boot",
+    "snapshot_restore",
+    "ovs_restart",
+    "agent_restart",
+    "reboot_storm",
+    "single_reboot",
+)
+TITLES = {
+    "cold_boot": "1. cold boot (RPC answers)",
+    "snapshot_restore": "2. host reboot, server down (snapshot)",
+    "ovs_restart": "3. OVS restart (after OpenFlow answers)",
+    "agent_restart": "4. agent restart",
+    "reboot_storm": "5. VM reboot storm (all ports)",
+    "single_reboot": "6. single VM reboot (p99)",
+}
+
+
+def ratio(value: float | None, baseline: float | None) -> float | None:
+    """value / baseline, or None when either is missing or the baseline is not positive."""
+    if value is None or baseline is None or baseline <= 0:
+        return None
+    return value / baseline
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile (0..100), linear between closest ranks (numpy's default)."""
+    if not samples:
+        raise ValueError("percentile of no samples")
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile {q} is not within 0..100")
+    ordered = sorted(samples)
+    position = (len(ordered) - 1) * q / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def distribution(samples_ms: Sequence[float]) -> dict[str, float | int]:
+    """p50/p90/p99/max/mean of latencies in milliseconds."""
+    if not samples_ms:
+        return {"count": 0}
+    return {
+        "count": len(samples_ms),
+        "p50_ms": round(percentile(samples_ms, 50), 2),
+        "p90_ms": round(percentile(samples_ms, 90), 2),
+        "p99_ms": round(percentile(samples_ms, 99), 2),
+        "max_ms": round(max(samples_ms), 2),
+        "mean_ms": round(statistics.fmean(samples_ms), 2),
+    }
+
+
+@dataclass
+class ScenarioResult:
+    """One scenario's figures. ``seconds`` is the headline wall time (see README per scenario)."""
+
+    name: str
+    seconds: float | None = None
+    limit_seconds: float | None = None
+    legacy_seconds: float | None = None
+    cpu_seconds: float | None = None
+    peak_rss_mb: float | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def vs_limit(self) -> float | None:
+        return ratio(self.seconds, self.limit_seconds)
+
+    @property
+    def vs_legacy(self) -> float | None:
+        return ratio(self.seconds, self.legacy_seconds)
+
+    def to_json(self) -> dict[str, Any]:
+        def rounded(value: float | None, digits: int = 4) -> float | None:
+            return None if value is None else round(value, digits)
+
+        return {
+            "seconds": rounded(self.seconds),
+            "limit_seconds": rounded(self.limit_seconds),
+            "legacy_seconds": rounded(self.legacy_seconds, 2),
+            "vs_limit": rounded(self.vs_limit, 2),
+            "vs_legacy": rounded(self.vs_legacy, 5),
+            "cpu_seconds": rounded(self.cpu_seconds, 3),
+            "peak_rss_mb": rounded(self.peak_rss_mb, 1),
+            **self.details,
+        }
+
+    @classmethod
+    def from_json(cls, name: str, data: Mapping[str, Any]) -> ScenarioResult:
+        known = {"seconds", "limit_seconds", "legacy_seconds", "cpu_seconds", "peak_rss_mb"}
+        derived = {"vs_limit", "vs_legacy"}
+        return cls(
+            name=name,
+            **{key: data.get(key) for key in known},
+            details={k: v for k, v in data.items() if k not in known | derived},
+        )
+
+
+# ---- targets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TargetCheck:
+    """One target against what was measured: ``met`` None when it could not be measured."""
+
+    scenario: str
+    what: str
+    target: str
+    measured: str
+    met: bool | None
+
+
+LIMIT_FACTOR = 1.5
+PEAK_RSS_MB = 150.0
+SECONDS_TARGETS = {
+    "cold_boot": 3.0,
+    "snapshot_restore": 1.5,
+    "ovs_restart": 1.5,
+    "reboot_storm": 2.0,
+}
+SINGLE_REBOOT_P99_MS = 50.0
+
+
+def _upto(scenario: str, what: str, value: float | None, bound: float, unit: str) -> TargetCheck:
+    if value is None:
+        return TargetCheck(scenario, what, f"<= {bound:g} {unit}", "not measured", None)
+    over = value / bound
+    note = "" if value <= bound else f" ({over:.1f}x the target)"
+    return TargetCheck(scenario, what, f"<= {bound:g} {unit}", f"{value:.3g} {unit}{note}",
+                       value <= bound)  # fmt: skip
+
+
+def _zero(scenario: str, what: str, value: Any) -> TargetCheck:
+    if not isinstance(value, int):
+        return TargetCheck(scenario, what, "0", "not measured", None)
+    return TargetCheck(scenario, what, "0", str(value), value == 0)
+
+
+def check_targets(results: Mapping[str, ScenarioResult]) -> list[TargetCheck]:
+    """Every target of the brief that applies to what was run, in scenario order."""
+    checks: list[TargetCheck] = []
+    for name in SCENARIOS:
+        result = results.get(name)
+        if result is None:
+            continue
+        if name in SECONDS_TARGETS:
+            checks.append(_upto(name, "wall time", result.seconds, SECONDS_TARGETS[name], "s"))
+        if name == "agent_restart":
+            checks.append(_zero(name, "FlowMods sent", result.details.get("flowmods")))
+            checks.append(_zero(name, "packets lost", result.details.get("lost_packets")))
+        if name == "single_reboot":
+            p99 = result.details.get("ofport_to_flows", {}).get("p99_ms")
+            checks.append(_upto(name, "p99 ofport -> flows", p99, SINGLE_REBOOT_P99_MS, "ms"))
+        if result.vs_limit is not None:
+            checks.append(_upto(name, "vs practical limit", result.vs_limit, LIMIT_FACTOR, "x"))
+        checks.append(_upto(name, "agent peak RSS", result.peak_rss_mb, PEAK_RSS_MB, "MB"))
+    return checks

@@ -1,0 +1,310 @@
+"""The scenarios, each a function of a Session returning a ScenarioResult (baselines apart).
+
+Run in this order on one world, each leaving a correct dataplane for the next: cold boot,
+agent restart, OVS restart, reboot storm, single reboots, host reboot with the server down
+(last: it stops the simulator). Times are ``time.monotonic()`` in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from aovs.pipelines import tables
+from benchmarks.suite.agent_process import AgentProcess
+from benchmarks.suite.dataplane import Convergence, Probe, Verdict, flows_younger_than
+from benchmarks.suite.expected import flows_in_port
+from benchmarks.suite.results import ScenarioResult, distribution
+from benchmarks.suite.session import OfportArrivals, Session
+from benchmarks.suite.stream import PacketStream, uplink_tx
+from benchmarks.suite.world import (
+    INTEGRATION_BRIDGE,
+    PHYSICAL_BRIDGE,
+    replug_args,
+    transaction,
+    vsctl,
+)
+
+SNAPSHOT_FILE = "snapshot.json"
+
+
+class ScenarioFailed(RuntimeError):
+    """A scenario could not measure what it is for; the message says what was seen."""
+
+
+def _usage(agent: AgentProcess, result: ScenarioResult, cpu_before: float = 0.0) -> None:
+    usage = agent.usage()
+    if usage is not None:
+        result.cpu_seconds = usage.cpu_seconds - cpu_before
+        result.peak_rss_mb = usage.peak_rss_mb
+
+
+def _converged(result: ScenarioResult, convergence: Convergence, since: float) -> float:
+    result.details["verified"] = convergence.verdict.to_json()
+    result.details["full_checks"] = convergence.full_checks
+    if convergence.matched_at is None:
+        raise ScenarioFailed(
+            f"{result.name}: dataplane not correct in time: {convergence.verdict.problem}"
+        )
+    return convergence.matched_at - since
+
+
+async def _steady(session: Session) -> tuple[AgentProcess, float]:
+    """The running agent with its peak RSS reset; its CPU seconds so far."""
+    agent = session.agent
+    if agent is None or not agent.alive:
+        raise ScenarioFailed("no running agent")
+    agent.reset_peak()
+    usage = agent.usage()
+    return agent, 0.0 if usage is None else usage.cpu_seconds
+
+
+async def _full_check(session: Session) -> Verdict:
+    """The full check and the traces, once, at the end of a scenario timed otherwise."""
+    verdict = await session.verifier.check(await session.expectation())
+    if verdict.ok:
+        verdict.traces = await session.verifier.traces(session.trace_samples())
+        if verdict.traces["failed"]:
+            verdict.ok = False
+            verdict.problem = f"{verdict.traces['failed']} trace verdicts wrong"
+    return verdict
+
+
+async def _wait_snapshot(session: Session, within: float = 10.0) -> bool:
+    path = session.state_path / SNAPSHOT_FILE
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_size > 0:
+            await asyncio.sleep(0.5)  # the debounced writer may still be writing a newer one
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+# ---- 1. cold boot ---------------------------------------------------------------------------
+
+
+async def cold_boot(session: Session) -> ScenarioResult:
+    """OVS up with the VM ports, an agent with no local state, the server answering: to every
+    port's flows verified on the switch AND every port reported up."""
+    result = ScenarioResult("cold_boot")
+    since_reports = session.up_reports()
+    agent = await session.spawn_agent("cold-boot")
+    convergence = await session.converge()
+    correct = _converged(result, convergence, agent.spawned_at)
+    reported = await session.wait_reported_up(since_reports, session.timeout)
+    if reported is None:
+        raise ScenarioFailed("cold boot: not every port was reported up")
+    result.seconds = max(correct, reported - agent.spawned_at)
+    result.details.update(
+        dataplane_correct_seconds=round(correct, 4),
+        all_reported_up_seconds=round(reported - agent.spawned_at, 4),
+    )
+    _log_figures(agent, result)
+    _usage(agent, result)
+    return result
+
+
+def _log_figures(agent: AgentProcess, result: ScenarioResult) -> None:
+    log = agent.read_log()
+    if log.installed:
+        last = log.installed[-1]
+        result.details["agent_logged"] = {
+            key: last[key] for key in ("flowmods", "ms", "ports") if key in last
+        }
+    if log.errors:
+        result.details["agent_errors"] = log.errors[:5]
+
+
+# ---- 2. host reboot, server unavailable -----------------------------------------------------
+
+
+async def snapshot_restore(session: Session) -> ScenarioResult:
+    """The agent and both OVS daemons stopped, OVS started again (flows gone, OVSDB kept), the
+    server down: the agent restores from its local snapshot alone."""
+    result = ScenarioResult("snapshot_restore")
+    result.details["snapshot_found"] = await _wait_snapshot(session)
+    await session.stop_agent()
+    await session.world.stop_simulator()
+    await session.world.restart_ovs()
+    await session.watch.wait_connected(30.0)
+    session.ofports = await session.world.wait_ofports(vm.tap for vm in session.vms())
+    agent = await session.spawn_agent("snapshot-restore")
+    convergence = await session.converge()
+    result.seconds = _converged(result, convergence, agent.spawned_at)
+    _log_figures(agent, result)
+    _usage(agent, result)
+    return result
+
+
+# ---- 3. OVS restart -------------------------------------------------------------------------
+
+
+async def ovs_restart(session: Session) -> ScenarioResult:
+    """kill -9 ovs-vswitchd, start it: to every flow back (timed from OpenFlow answering)."""
+    result = ScenarioResult("ovs_restart")
+    agent, cpu_before = await _steady(session)
+    sandbox = session.world.sandbox
+    await asyncio.to_thread(sandbox.kill, "ovs-vswitchd")
+    started = time.monotonic()
+    await asyncio.to_thread(sandbox.start_vswitchd)
+    answered = None
+    while time.monotonic() - started < 30:
+        if await session.watch.count(INTEGRATION_BRIDGE) is not None:
+            answered = time.monotonic()
+            break
+        await asyncio.sleep(0.002)
+    if answered is None:
+        raise ScenarioFailed("ovs-vswitchd did not answer OpenFlow within 30 s")
+    convergence = await session.converge()
+    result.seconds = _converged(result, convergence, answered)
+    result.details.update(
+        since_vswitchd_start_seconds=round(result.seconds + answered - started, 4),
+        openflow_answered_after_seconds=round(answered - started, 4),
+    )
+    _usage(agent, result, cpu_before)
+    return result
+
+
+# ---- 4. agent restart -----------------------------------------------------------------------
+
+
+async def agent_restart(session: Session) -> ScenarioResult:
+    """The agent stopped (SIGTERM) and started again with the dataplane in place: no FlowMod,
+    no packet lost in a steady stream."""
+    result = ScenarioResult("agent_restart")
+    vm = session.vms()[0]
+    details = session.server.details[vm.iface_id]
+    stream = PacketStream(session.world.sandbox, vm, session.ofports[vm.tap],
+                          details.fixed_ips[0].ip_address)  # fmt: skip
+    injected, delivered = await stream.burst(0.5)
+    result.details["stream_self_check"] = {"injected": injected, "delivered": delivered}
+    stream_ok = injected > 0 and injected == delivered
+    await _wait_snapshot(session)
+    since_reports = session.up_reports()
+    tx_before, injected_before = await uplink_tx(session.world.sandbox), stream.injected
+    stream.start()
+    await asyncio.sleep(0.3)
+    await session.stop_agent()
+    agent = await session.spawn_agent("agent-restart")
+    ready = await _wait_installed(session, agent)
+    reported = await session.wait_reported_up(since_reports, session.timeout)
+    await asyncio.sleep(0.5)
+    await stream.stop()
+    await asyncio.sleep(0.2)
+    sent = stream.injected - injected_before
+    arrived = await uplink_tx(session.world.sandbox) - tx_before
+    since_spawn = time.monotonic() - agent.spawned_at
+    young = sum(
+        [await flows_younger_than(session.world.sandbox, bridge, since_spawn)
+         for bridge in (INTEGRATION_BRIDGE, PHYSICAL_BRIDGE)]
+    )  # fmt: skip
+    result.seconds = ready - agent.spawned_at
+    log = agent.read_log()
+    flowmods = log.installed[-1].get("flowmods") if log.installed else None
+    result.details.update(
+        flowmods=flowmods if isinstance(flowmods, int) else None,
+        flowmods_source="the agent's 'dataplane installed' log line (its first sync)",
+        flows_replaced_per_switch=young,
+        injected_packets=sent,
+        delivered_packets=arrived,
+        lost_packets=(sent - arrived) if stream_ok else None,
+        failed_injections=stream.failed_injections,
+        all_reported_up_seconds=None if reported is None else round(reported - agent.spawned_at, 3),
+    )
+    if not stream_ok:
+        result.details["stream_problem"] = "the stream did not arrive before the restart"
+    result.details["verified"] = (await _full_check(session)).to_json()
+    _log_figures(agent, result)
+    _usage(agent, result)
+    return result
+
+
+async def _wait_installed(session: Session, agent: AgentProcess) -> float:
+    deadline = time.monotonic() + session.timeout
+    while time.monotonic() < deadline:
+        session.alive()
+        if agent.read_log().installed:
+            return time.monotonic()
+        session.progress.update("waiting for the agent's 'dataplane installed'")
+        await asyncio.sleep(0.01)
+    raise ScenarioFailed("the restarted agent never logged 'dataplane installed'")
+
+
+# ---- 5. reboot storm ------------------------------------------------------------------------
+
+
+async def reboot_storm(session: Session) -> ScenarioResult:
+    """Every VM port deleted and re-added with a new ofport in ONE ovs-vsctl transaction."""
+    result = ScenarioResult("reboot_storm")
+    agent, cpu_before = await _steady(session)
+    commands = [c for vm in session.vms() for c in replug_args(vm, session.ofports[vm.tap])]
+    started = time.monotonic()
+    await vsctl(session.world.sandbox, *transaction(commands), timeout=300)
+    command_done = time.monotonic()
+    session.ofports = await session.world.wait_ofports(vm.tap for vm in session.vms())
+    convergence = await session.converge()
+    result.seconds = _converged(result, convergence, started)
+    result.details["ovs_vsctl_seconds"] = round(command_done - started, 4)
+    _usage(agent, result, cpu_before)
+    return result
+
+
+# ---- 6. single VM reboots -------------------------------------------------------------------
+
+
+async def single_reboots(session: Session, reboots: int) -> ScenarioResult:
+    """One VM at a time, as nova/libvirt reboot it: ``ovs-vsctl del-port``, then ``add-port``
+    (a new Interface row, a new ofport), under the load of all the other ports."""
+    result = ScenarioResult("single_reboot")
+    agent, cpu_before = await _steady(session)
+    arrivals = OfportArrivals(session.world.sandbox.ovsdb_connection)
+    await arrivals.start()
+    expected = await session.expectation()
+    randomiser = random.Random(9)
+    pool = list(session.vms())
+    command_ms, ofport_ms, agent_ms = [], [], []
+    early = 0
+    try:
+        for index in range(reboots):
+            session.alive()
+            vm = randomiser.choice(pool)
+            old = session.ofports[vm.tap]
+            count = flows_in_port(expected[INTEGRATION_BRIDGE], old, tables.TRANSIENT_TABLE)
+            started = time.monotonic()
+            await vsctl(session.world.sandbox, "--if-exists", "del-port", INTEGRATION_BRIDGE,
+                        vm.tap)  # fmt: skip
+            await vsctl(session.world.sandbox, *vm.plug_args())
+            new, seen = await arrivals.new_ofport(vm.tap, old, 30.0)
+            probe = Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, new, count)
+            wired = await session.watch.wait_port(probe, 30.0)
+            session.ofports[vm.tap] = new
+            command_ms.append((wired - started) * 1e3)
+            if wired < seen:
+                early += 1  # our monitor saw the ofport after the flows: count it as 0 ms
+            ofport_ms.append(max(0.0, wired - seen) * 1e3)
+            for transition in reversed(agent.read_log().transitions):
+                if transition.iface_id == vm.iface_id and transition.ofport == new:
+                    agent_ms.append(transition.ms)
+                    break
+            if index % 10 == 0:
+                session.progress.update(f"{index}/{reboots} reboots")
+    finally:
+        await arrivals.close()
+    await asyncio.sleep(1.5)  # past the agent's unplug grace: old ofports' flows must be gone
+    result.details["verified"] = (await _full_check(session)).to_json()
+    result.details.update(
+        reboots=reboots,
+        ofport_to_flows=distribution(ofport_ms),
+        command_to_flows=distribution(command_ms),
+        agent_logged=distribution(agent_ms),
+        flows_seen_before_our_monitor=early,
+        samples_ms={"ofport_to_flows": [round(v, 2) for v in ofport_ms],
+                    "command_to_flows": [round(v, 2) for v in command_ms],
+                    "agent_logged": [round(v, 2) for v in agent_ms]},
+    )  # fmt: skip
+    if ofport_ms:
+        result.seconds = distribution(ofport_ms)["p99_ms"] / 1e3
+    _usage(agent, result, cpu_before)
+    return result

@@ -1,0 +1,233 @@
+"""One suite run's moving parts, and the questions every scenario asks of them.
+
+A ``Session`` holds the world (OVS, RabbitMQ vhost, simulator, ports), a reference OVS for
+rendering expected flows and for the baselines, the suite's OpenFlow watch, the current agent
+process and the ofports as OVSDB last reported them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from aovs.agent.bridges import INT_PREFIX, PHY_PREFIX, peer_name
+from aovs.ovsdb import OVSDBClient
+from aovs.ovsdb.rows import EventKind
+from aovs.pipelines import tables
+from aovs.sandbox import OVSSandbox
+from benchmarks.suite.agent_process import AgentProcess, AgentSettings
+from benchmarks.suite.dataplane import (
+    Convergence,
+    FlowWatch,
+    Probe,
+    TraceSample,
+    Verifier,
+    wait_correct,
+)
+from benchmarks.suite.expected import (
+    BridgeFlows,
+    ServerView,
+    expected_flows,
+    flows_in_port,
+    local_vlans,
+)
+from benchmarks.suite.progress import Progress
+from benchmarks.suite.world import (
+    HOST,
+    INTEGRATION_BRIDGE,
+    PHYSICAL_BRIDGE,
+    VmPort,
+    World,
+)
+
+PROBES = 12  # ports whose own flows are polled, besides the flow counts
+TRACED_PORTS = 6
+PROVISIONAL_PATCH_OFPORTS = (65000, 65001)  # before the agent made them: counts only
+
+
+class OfportArrivals:
+    """When each Interface's ofport appeared, seen through an OVSDB monitor of our own (the
+    agent sees the same update at the same moment)."""
+
+    def __init__(self, connection: str) -> None:
+        self.client = OVSDBClient(connection)
+        self.seen: dict[tuple[str, int], float] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.client.start(timeout=30.0)
+        monitor = await self.client.monitor({"Interface": ("name", "ofport")})
+        self._task = asyncio.create_task(self._pump(monitor), name="bench-ofports")
+
+    async def _pump(self, monitor: Any) -> None:
+        async for event in monitor:
+            if event.kind is EventKind.DELETE:
+                continue
+            name, ofport = event.row["name"], event.row["ofport"]
+            if isinstance(ofport, int) and ofport > 0:
+                self.seen.setdefault((str(name), ofport), time.monotonic())
+
+    async def new_ofport(self, name: str, old: int, within: float) -> tuple[int, float]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if self._task is not None and self._task.done():
+                raise RuntimeError(f"the ofport monitor stopped: {self._task.exception()!r}")
+            for (seen_name, ofport), at in self.seen.items():
+                if seen_name == name and ofport != old:
+                    return ofport, at
+            await asyncio.sleep(0.002)
+        raise TimeoutError(f"{name}: no new ofport within {within} s")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+
+class Session:
+    def __init__(self, world: World, progress: Progress, timeout: float) -> None:
+        self.world = world
+        self.progress = progress
+        self.timeout = timeout
+        self.reference = OVSSandbox(Path(tempfile.mkdtemp(prefix="aovs-ref-", dir="/tmp")))
+        self.server = ServerView.of(world.topology, world.vms)
+        self.watch = FlowWatch(world.sandbox, (INTEGRATION_BRIDGE, PHYSICAL_BRIDGE))
+        self.verifier = Verifier(world.sandbox, self.reference)
+        self.state_path = world.workdir / "state"
+        self.agent: AgentProcess | None = None
+        self.ofports: dict[str, int] = {}
+        self._runs = 0
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self.reference.start)
+        await self.world.start()
+        await self.world.plug_all()
+        self.ofports = await self.world.wait_ofports(vm.tap for vm in self.world.vms)
+        await self.world.start_simulator()
+
+    async def close(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop()
+        await self.watch.close()
+        await self.world.close()
+        await asyncio.to_thread(self.reference.remove)
+
+    # -- the agent ---------------------------------------------------------------------------
+    def settings(self) -> AgentSettings:
+        return AgentSettings(
+            host=HOST,
+            transport_url=self.world.transport_url,
+            ovsdb_connection=self.world.sandbox.ovsdb_connection,
+            state_path=self.state_path,
+        )
+
+    async def spawn_agent(self, name: str) -> AgentProcess:
+        self._runs += 1
+        agent = AgentProcess(self.settings(), self.world.workdir, f"agent-{self._runs}-{name}")
+        await agent.start()
+        self.agent = agent
+        return agent
+
+    async def stop_agent(self) -> None:
+        if self.agent is not None:
+            await self.agent.stop()
+
+    def alive(self) -> None:
+        if self.agent is not None:
+            self.agent.check_alive()
+
+    # -- what the dataplane must be -----------------------------------------------------------
+    def vms(self) -> Sequence[VmPort]:
+        return self.world.vms
+
+    async def refresh_ofports(self) -> dict[str, int]:
+        found = await self.world.interfaces()
+        self.ofports = {name: port for name, port in found.items() if port is not None and port > 0}
+        return self.ofports
+
+    async def expectation(self) -> BridgeFlows:
+        """The flows for the switch's CURRENT ofports and Port tags (read from OVSDB)."""
+        ofports = await self.refresh_ofports()
+        tags = await self.world.port_tags()
+        return expected_flows(self.server, self.vms(), ofports, local_vlans(self.vms(), tags))
+
+    def provisional(self) -> BridgeFlows:
+        """Expected flows with made-up VLAN numbers (and patch ofports before they exist): right
+        in number, which is all the cheap poll compares."""
+        ofports = dict(self.ofports)
+        topology_ports = pipeline_topology_names()
+        for name, fake in zip(topology_ports, PROVISIONAL_PATCH_OFPORTS, strict=True):
+            ofports.setdefault(name, fake)
+        vlans = local_vlans(self.vms(), {}, provisional=True)
+        return expected_flows(self.server, self.vms(), ofports, vlans)
+
+    def probes(self, expected: BridgeFlows, vms: Sequence[VmPort] | None = None) -> list[Probe]:
+        chosen = list(vms) if vms is not None else spread(self.vms(), PROBES)
+        probes = []
+        for vm in chosen:
+            ofport = self.ofports[vm.tap]
+            count = flows_in_port(expected[INTEGRATION_BRIDGE], ofport, tables.TRANSIENT_TABLE)
+            probes.append(Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, ofport, count))
+        return probes
+
+    def trace_samples(self) -> list[TraceSample]:
+        samples = []
+        for vm in spread(self.vms(), TRACED_PORTS):
+            details = self.server.details[vm.iface_id]
+            if details.network_type != "vlan" or details.segmentation_id is None:
+                continue
+            samples.append(TraceSample(vm, self.ofports[vm.tap],
+                                       details.fixed_ips[0].ip_address,
+                                       details.segmentation_id))  # fmt: skip
+        return samples
+
+    async def converge(self, within: float | None = None) -> Convergence:
+        """Wait for the dataplane to be correct for the current ofports (see dataplane)."""
+        provisional = self.provisional()
+        counts = {bridge: len(flows) for bridge, flows in provisional.items()}
+        return await wait_correct(
+            self.watch, self.verifier, counts, self.probes(provisional), self.expectation,
+            within=within or self.timeout, samples=self.trace_samples(), alive=self.alive,
+            on_wait=self.progress.update,
+        )  # fmt: skip
+
+    async def wait_reported_up(self, since: int, within: float) -> float | None:
+        """Monotonic time at which every port had been reported up after record ``since``."""
+        deadline = time.monotonic() + within
+        wanted = {vm.iface_id for vm in self.vms()}
+        while time.monotonic() < deadline:
+            simulator = self.world.simulator
+            if simulator is not None:
+                reported = set(simulator.device_up_reports[since:])
+                if wanted <= reported:
+                    return time.monotonic()
+                self.progress.update(f"{len(wanted & reported)}/{len(wanted)} reported up")
+            self.alive()
+            await asyncio.sleep(0.01)
+        return None
+
+    def up_reports(self) -> int:
+        simulator = self.world.simulator
+        return 0 if simulator is None else len(simulator.device_up_reports)
+
+
+def pipeline_topology_names() -> tuple[str, str]:
+    return peer_name(INT_PREFIX, PHYSICAL_BRIDGE), peer_name(PHY_PREFIX, PHYSICAL_BRIDGE)
+
+
+def spread(items: Sequence[VmPort], count: int) -> list[VmPort]:
+    """``count`` items evenly spread over ``items``, first and last included (pure)."""
+    if count >= len(items):
+        return list(items)
+    if count <= 1:
+        return [items[-1]]
+    step = (len(items) - 1) / (count - 1)
+    return [items[round(index * step)] for index in range(count)]

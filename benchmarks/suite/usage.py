@@ -1,0 +1,60 @@
+"""A process's own CPU seconds and peak RSS, from /proc (no psutil on these machines).
+
+CPU: utime + stime of /proc/<pid>/stat (the agent's threads included, its children not).
+Peak RSS: VmHWM of /proc/<pid>/status; writing ``5`` to /proc/<pid>/clear_refs resets it, so
+a scenario that reuses a running agent measures its own peak, not the process's lifetime one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+USAGE_SOURCE = (
+    "/proc/<pid>/stat utime+stime (CPU) and /proc/<pid>/status VmHWM (peak RSS, reset per "
+    "scenario through /proc/<pid>/clear_refs)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    cpu_seconds: float
+    peak_rss_mb: float
+    rss_mb: float
+
+
+def cpu_seconds_from_stat(stat: str, ticks: int = CLOCK_TICKS) -> float:
+    """utime + stime of a /proc/<pid>/stat line (the comm field may hold spaces and ')')."""
+    fields = stat.rpartition(")")[2].split()
+    # fields[0] is the state (field 3); utime and stime are fields 14 and 15
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def kib_field(status: str, name: str) -> float:
+    """A ``Name:   1234 kB`` line of /proc/<pid>/status, in MiB."""
+    for row in status.splitlines():
+        key, _, value = row.partition(":")
+        if key == name:
+            return int(value.split()[0]) / 1024
+    raise ValueError(f"{name} not in /proc status")
+
+
+def read_usage(pid: int) -> Usage:
+    proc = Path(f"/proc/{pid}")
+    status = (proc / "status").read_text()
+    return Usage(
+        cpu_seconds=cpu_seconds_from_stat((proc / "stat").read_text()),
+        peak_rss_mb=kib_field(status, "VmHWM"),
+        rss_mb=kib_field(status, "VmRSS"),
+    )
+
+
+def reset_peak(pid: int) -> bool:
+    """Reset VmHWM to the current RSS; False when the kernel does not allow it."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
