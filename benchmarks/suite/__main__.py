@@ -156,7 +156,9 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         "notes": [VXLAN_NOTE],
     }
     results: dict[str, ScenarioResult] = {}
-    world = World(args.ports, network_types=("vlan",))
+    world = World(args.ports, network_types=("vlan",), keep=args.keep)
+    if args.keep:
+        progress.note(f"work directory (kept): {world.workdir}")
     session = Session(world, progress, args.timeout)
     progress.begin(f"setting up {args.ports} ports")
     try:
@@ -324,6 +326,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="ports timed for the legacy baseline (then scaled; default 25)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=120.0,
                         help="seconds a scenario may take to converge (default 120)")  # fmt: skip
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the work directory (agent and OVS logs) after the run")  # fmt: skip
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     if args.ports < 2:

@@ -276,7 +276,7 @@ async def single_reboots(session: Session, reboots: int) -> ScenarioResult:
             await vsctl(session.world.sandbox, "--if-exists", "del-port", INTEGRATION_BRIDGE,
                         vm.tap)  # fmt: skip
             await vsctl(session.world.sandbox, *vm.plug_args())
-            new, seen = await arrivals.new_ofport(vm.tap, old, 30.0)
+            new, seen = await arrivals.new_ofport(vm.tap, old, started, 30.0)
             probe = Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, new, count)
             wired = await session.watch.wait_port(probe, 30.0)
             session.ofports[vm.tap] = new

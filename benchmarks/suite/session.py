@@ -56,7 +56,7 @@ class OfportArrivals:
 
     def __init__(self, connection: str) -> None:
         self.client = OVSDBClient(connection)
-        self.seen: dict[tuple[str, int], float] = {}
+        self.seen: list[tuple[str, int, float]] = []  # (name, ofport, when), in arrival order
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -70,15 +70,18 @@ class OfportArrivals:
                 continue
             name, ofport = event.row["name"], event.row["ofport"]
             if isinstance(ofport, int) and ofport > 0:
-                self.seen.setdefault((str(name), ofport), time.monotonic())
+                self.seen.append((str(name), ofport, time.monotonic()))
 
-    async def new_ofport(self, name: str, old: int, within: float) -> tuple[int, float]:
+    async def new_ofport(
+        self, name: str, old: int, since: float, within: float
+    ) -> tuple[int, float]:
+        """The first ofport other than ``old`` that ``name`` got after ``since``, and when."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             if self._task is not None and self._task.done():
                 raise RuntimeError(f"the ofport monitor stopped: {self._task.exception()!r}")
-            for (seen_name, ofport), at in self.seen.items():
-                if seen_name == name and ofport != old:
+            for seen_name, ofport, at in self.seen:
+                if at >= since and seen_name == name and ofport != old:
                     return ofport, at
             await asyncio.sleep(0.002)
         raise TimeoutError(f"{name}: no new ofport within {within} s")

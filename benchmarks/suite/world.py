@@ -140,7 +140,9 @@ class World:
         ports: int,
         network_types: Sequence[Literal["vlan", "vxlan"]] = ("vlan",),
         workdir: Path | None = None,
+        keep: bool = False,
     ) -> None:
+        self.keep = keep  # leave the work directory (agent logs, OVS logs) for a post-mortem
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="aovs-bench-", dir="/tmp"))
         self.topology = Topology.generate(
             ports,
@@ -177,11 +179,12 @@ class World:
     async def close(self) -> None:
         await self.stop_simulator()
         with contextlib.suppress(Exception):
-            await asyncio.to_thread(self.sandbox.remove)
+            await asyncio.to_thread(self.sandbox.stop if self.keep else self.sandbox.remove)
         if self._vhost_created:
             with contextlib.suppress(WorldError):
                 await asyncio.to_thread(_rabbitmqctl, "delete_vhost", self.vhost)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     async def start_simulator(self) -> NeutronServerSimulator:
         await self.stop_simulator()

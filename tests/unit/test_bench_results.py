@@ -1,0 +1,105 @@
+"""The suite's pure parts: result schema, ratios, percentiles, targets."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+# benchmarks/ is not on pytest's path (pyproject has no pythonpath setting)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from benchmarks.suite.results import (
+    ScenarioResult,
+    check_targets,
+    distribution,
+    percentile,
+    ratio,
+)
+
+
+def test_ratio_is_none_without_a_usable_baseline() -> None:
+    assert ratio(3.0, 2.0) == 1.5
+    assert ratio(None, 2.0) is None
+    assert ratio(3.0, None) is None
+    assert ratio(3.0, 0.0) is None
+
+
+def test_percentile_interpolates_between_closest_ranks() -> None:
+    samples = [float(v) for v in range(1, 101)]  # 1..100
+    assert percentile(samples, 50) == pytest.approx(50.5)
+    assert percentile(samples, 99) == pytest.approx(99.01)
+    assert percentile(samples, 100) == 100.0
+    assert percentile([7.0], 99) == 7.0
+    assert percentile([3.0, 1.0, 2.0], 0) == 1.0
+
+
+@pytest.mark.parametrize("bad", [-1, 101])
+def test_percentile_rejects_out_of_range(bad: float) -> None:
+    with pytest.raises(ValueError, match="percentile"):
+        percentile([1.0], bad)
+
+
+def test_percentile_of_nothing_is_an_error() -> None:
+    with pytest.raises(ValueError, match="no samples"):
+        percentile([], 50)
+
+
+def test_distribution_reports_the_tail() -> None:
+    dist = distribution([10.0] * 98 + [40.0, 90.0])
+    assert dist["count"] == 100
+    assert dist["p50_ms"] == 10.0
+    assert dist["max_ms"] == 90.0
+    assert 40.0 <= dist["p99_ms"] <= 90.0
+    assert distribution([]) == {"count": 0}
+
+
+def test_schema_round_trip_keeps_figures_and_details() -> None:
+    result = ScenarioResult("cold_boot", 2.0, 1.0, 200.0, 1.5, 80.0, {"flows": 123})
+    data = result.to_json()
+    assert data["seconds"] == 2.0
+    assert data["vs_limit"] == 2.0
+    assert data["vs_legacy"] == 0.01
+    assert data["flows"] == 123
+    back = ScenarioResult.from_json("cold_boot", data)
+    assert back == result
+
+
+def test_unmeasured_figures_are_null_not_zero() -> None:
+    data = ScenarioResult("ovs_restart").to_json()
+    assert data["seconds"] is None
+    assert data["vs_limit"] is None
+    assert data["peak_rss_mb"] is None
+
+
+def _by(checks: list, scenario: str, what: str):  # type: ignore[no-untyped-def]
+    (check,) = [c for c in checks if c.scenario == scenario and c.what == what]
+    return check
+
+
+def test_targets_say_met_missed_and_by_how_much() -> None:
+    checks = check_targets(
+        {
+            "cold_boot": ScenarioResult("cold_boot", seconds=4.5, limit_seconds=1.0,
+                                        peak_rss_mb=100.0),
+            "agent_restart": ScenarioResult("agent_restart", details={"flowmods": 0,
+                                                                      "lost_packets": 3}),
+            "single_reboot": ScenarioResult("single_reboot", peak_rss_mb=160.0,
+                                            details={"ofport_to_flows": {"p99_ms": 20.0}}),
+        }
+    )  # fmt: skip
+    wall = _by(checks, "cold_boot", "wall time")
+    assert wall.met is False
+    assert "1.5x the target" in wall.measured
+    assert _by(checks, "cold_boot", "vs practical limit").met is False
+    assert _by(checks, "cold_boot", "agent peak RSS").met is True
+    assert _by(checks, "agent_restart", "FlowMods sent").met is True
+    assert _by(checks, "agent_restart", "packets lost").met is False
+    assert _by(checks, "single_reboot", "p99 ofport -> flows").met is True
+    assert _by(checks, "single_reboot", "agent peak RSS").met is False
+
+
+def test_a_target_that_was_not_measured_is_neither_met_nor_missed() -> None:
+    checks = check_targets({"agent_restart": ScenarioResult("agent_restart")})
+    assert {c.met for c in checks} == {None}
+    assert all(c.measured == "not measured" for c in checks)
