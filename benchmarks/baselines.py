@@ -96,7 +96,7 @@ async def legacy_way(
     await _empty_bridge(reference, LEGACY_BRIDGE)
     plugged = [["--may-exist", "add-port", LEGACY_BRIDGE, p.tap, "--", "set", "Interface", p.tap,
                 "type=dummy"] for p in ports]  # fmt: skip
-    await vsctl(reference, *transaction(plugged), timeout=300)
+    await vsctl(reference, *transaction(plugged), within=300)
     started = time.perf_counter()
     for chunk in chunks(shared_flows):
         await _add_flows(reference, chunk)

@@ -313,22 +313,40 @@ def write_outputs(document: dict[str, Any], out: Path, quick: bool) -> list[Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.suite", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--ports", type=int, default=1000, help="VM ports (default 1000)")
-    parser.add_argument("--reboots", type=int, help="single VM reboots (default 500; 50 quick)")
-    parser.add_argument("--quick", action=argparse.BooleanOptionalAction,
-                        help="CI-sized run: results-quick.*, no scaling (default: ports < 1000)")  # fmt: skip
-    parser.add_argument("--no-scaling", action="store_true", help="skip scenario 7 (scaling)")
-    parser.add_argument("--scaling-sizes", type=lambda s: [int(x) for x in s.split(",")],
-                        default=list(SCALING_SIZES), help="default 100,300,1000,3000")  # fmt: skip
-    parser.add_argument("--legacy-sample", type=int, default=25,
-                        help="ports timed for the legacy baseline (then scaled; default 25)")  # fmt: skip
-    parser.add_argument("--timeout", type=float, default=120.0,
-                        help="seconds a scenario may take to converge (default 120)")  # fmt: skip
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the work directory (agent and OVS logs) after the run")  # fmt: skip
-    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.suite",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    option = parser.add_argument
+    option("--ports", type=int, default=1000, help="VM ports (default 1000)")
+    option("--reboots", type=int, help="single VM reboots (default 500; 50 quick)")
+    option(
+        "--quick",
+        action=argparse.BooleanOptionalAction,
+        help="CI-sized run: results-quick.*, no scaling (default: when ports < 1000)",
+    )
+    option("--no-scaling", action="store_true", help="skip scenario 7 (scaling)")
+    option(
+        "--scaling-sizes",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=list(SCALING_SIZES),
+        help="default 100,300,1000,3000",
+    )
+    option(
+        "--legacy-sample",
+        type=int,
+        default=25,
+        help="ports timed for the legacy baseline, then scaled to all (default 25)",
+    )
+    option(
+        "--timeout",
+        type=float,
+        default=120.0,
+        help="seconds a scenario may take to converge (default 120)",
+    )
+    option("--keep", action="store_true", help="keep the work directory (agent and OVS logs)")
+    option("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)
     if args.ports < 2:
         parser.error("--ports must be at least 2")
@@ -345,8 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     document = uvloop.run(run_main(args))
     for path in write_outputs(document, args.out, args.quick):
         print(f"wrote {path}", file=sys.stderr)
-    print(render(document, check_targets(
-        {n: ScenarioResult.from_json(n, d) for n, d in document["scenarios"].items()})))  # fmt: skip
+    results = {n: ScenarioResult.from_json(n, d) for n, d in document["scenarios"].items()}
+    print(render(document, check_targets(results)))
     failed = [n for n, d in document["scenarios"].items() if "error" in d]
     return 1 if failed else 0
 

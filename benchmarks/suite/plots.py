@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (after choosing the Agg backend)
+import matplotlib.pyplot as plt  # after choosing the Agg backend
 
 
 def scaling_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:

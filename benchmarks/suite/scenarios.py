@@ -241,7 +241,7 @@ async def reboot_storm(session: Session) -> ScenarioResult:
     agent, cpu_before = await _steady(session)
     commands = [c for vm in session.vms() for c in replug_args(vm, session.ofports[vm.tap])]
     started = time.monotonic()
-    await vsctl(session.world.sandbox, *transaction(commands), timeout=300)
+    await vsctl(session.world.sandbox, *transaction(commands), within=300)
     command_done = time.monotonic()
     session.ofports = await session.world.wait_ofports(vm.tap for vm in session.vms())
     convergence = await session.converge()

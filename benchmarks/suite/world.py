@@ -38,34 +38,34 @@ class WorldError(RuntimeError):
     """The world could not be set up or driven; the message names the step."""
 
 
-async def run_tool(sandbox: OVSSandbox, *argv: str, timeout: float = 120.0) -> str:
+async def run_tool(sandbox: OVSSandbox, *argv: str, within: float = 120.0) -> str:
     """An OVS command line tool against the sandbox, without blocking the event loop."""
     process = await asyncio.create_subprocess_exec(
         *argv, env=sandbox.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout)
+        out, err = await asyncio.wait_for(process.communicate(), within)
     except TimeoutError:
         process.kill()
         await process.wait()
-        raise WorldError(f"{' '.join(argv[:3])}: no answer within {timeout} s") from None
+        raise WorldError(f"{' '.join(argv[:3])}: no answer within {within} s") from None
     if process.returncode != 0:
         raise WorldError(f"{' '.join(argv[:4])}: {err.decode(errors='replace').strip()[:400]}")
     return out.decode()
 
 
-async def vsctl(sandbox: OVSSandbox, *args: str, timeout: float = 120.0) -> str:
-    return await run_tool(sandbox, "ovs-vsctl", f"--timeout={int(timeout)}", *args,
-                          timeout=timeout + 5)  # fmt: skip
+async def vsctl(sandbox: OVSSandbox, *args: str, within: float = 120.0) -> str:
+    return await run_tool(sandbox, "ovs-vsctl", f"--timeout={int(within)}", *args,
+                          within=within + 5)  # fmt: skip
 
 
-async def ofctl(sandbox: OVSSandbox, *args: str, timeout: float = 120.0) -> str:
-    return await run_tool(sandbox, "ovs-ofctl", "-O", "OpenFlow13", *args, timeout=timeout)
+async def ofctl(sandbox: OVSSandbox, *args: str, within: float = 120.0) -> str:
+    return await run_tool(sandbox, "ovs-ofctl", "-O", "OpenFlow13", *args, within=within)
 
 
-async def appctl(sandbox: OVSSandbox, *args: str, timeout: float = 30.0) -> str:
+async def appctl(sandbox: OVSSandbox, *args: str, within: float = 30.0) -> str:
     ctl = str(sandbox.directory / "ovs-vswitchd.ctl")
-    return await run_tool(sandbox, "ovs-appctl", "-t", ctl, *args, timeout=timeout)
+    return await run_tool(sandbox, "ovs-appctl", "-t", ctl, *args, within=within)
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -164,7 +164,7 @@ class World:
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        if shutil.which("rabbitmqctl") is None and not Path("/usr/sbin/rabbitmqctl").exists():
+        if shutil.which("rabbitmqctl") is None and shutil.which("/usr/sbin/rabbitmqctl") is None:
             raise WorldError("rabbitmqctl not found: is rabbitmq-server installed?")
         await asyncio.to_thread(_rabbitmqctl, "add_vhost", self.vhost)
         self._vhost_created = True
@@ -202,7 +202,7 @@ class World:
     # -- OVS -------------------------------------------------------------------------------
     async def plug_all(self) -> None:
         """Every VM port in ONE transaction (a host whose VMs were all defined before boot)."""
-        await vsctl(self.sandbox, *transaction(vm.plug_args() for vm in self.vms), timeout=300)
+        await vsctl(self.sandbox, *transaction(vm.plug_args() for vm in self.vms), within=300)
 
     async def restart_ovs(self) -> None:
         """Both daemons stopped and started again: the database stays, the flows are gone."""
@@ -213,9 +213,7 @@ class World:
     async def interfaces(self) -> dict[str, int | None]:
         """Interface name -> ofport (None while ovs-vswitchd has not assigned one)."""
         rows = vsctl_table(
-            await vsctl(
-                self.sandbox, "--format=json", "--columns=name,ofport", "list", "Interface"
-            )  # fmt: skip
+            await vsctl(self.sandbox, "--format=json", "--columns=name,ofport", "list", "Interface")
         )
         return {
             str(row["name"]): row["ofport"] if isinstance(row["ofport"], int) else None
