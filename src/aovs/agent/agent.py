@@ -35,6 +35,13 @@ from aovs.agent.core import AgentCore, Plan, Transition
 from aovs.agent.reporter import DeviceReporter
 from aovs.agent.snapshot import SnapshotWriter, load_snapshot, snapshot_extra
 from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
+from aovs.agent.tunnels import (
+    TUNNEL_INPUTS,
+    TunnelSettings,
+    TunnelState,
+    apply_port_changes,
+    sync_tunnels,
+)
 from aovs.config import AgentConfig
 from aovs.firewall.base import FirewallDriver, load_driver
 from aovs.firewall.noop import NoopFirewall
@@ -132,6 +139,9 @@ class Agent:
         )
         self.bridges = (config.ovs.integration_bridge,
                         *(pair.bridge for pair in patch_pairs(config)))  # fmt: skip
+        self.tunnel_settings = TunnelSettings.from_config(config)
+        if self.tunnel_settings is not None:
+            self.bridges = (*self.bridges, self.tunnel_settings.bridge)
         self.channels: dict[str, OpenFlowChannel] = {}
         self.reconcilers: dict[str, FlowReconciler] = {}
         self.core: AgentCore | None = None
@@ -173,6 +183,7 @@ class Agent:
             self.firewall,
             needs_security_groups=self.needs_security_groups,
             unplug_grace=self.unplug_grace,
+            tunnels=TunnelState(self.tunnel_settings) if self.tunnel_settings else None,
         )
         self.core = core
         now = time.monotonic()
@@ -182,7 +193,13 @@ class Agent:
             core.port_row(name, tags.get(name), row["other_config"])
         core.recover_vlans()
         core.restore(snapshot.ports.values(), snapshot.local_vlans, snapshot.security_groups)
+        if core.tunnels is not None:
+            try:
+                core.tunnels.restore(snapshot.tunnels)
+            except ValueError as exc:
+                LOG.warning("snapshot's tunnels ignored", extra={"error": str(exc)})
         for row in self._monitor.rows("Interface").values():
+            self._tunnel_interface(row, deleted=False)
             self._interface_event(Interface.from_row(row), now)
         self._monitor.pending()  # the initial rows, already applied above
         plan = core.flush(now)
@@ -318,6 +335,7 @@ class Agent:
         self._notifications = NotificationConsumer(self.transport, self.config.host)
         await self._notifications.start()
         self._tasks.append(asyncio.create_task(self._pump_notifications(), name="aovs-notify"))
+        self._sync_tunnels()
         if self.config.agent.report_interval > 0:
             self._heartbeat = StateReporter(
                 self.api,
@@ -337,8 +355,21 @@ class Agent:
             "firewall_driver": self.firewall.name,
         }
 
+    def _sync_tunnels(self) -> None:
+        """``tunnel_sync`` in the background (at start and when the server revives us)."""
+        if self.tunnel_settings is not None:
+            self._spawn(sync_tunnels(self.api, self.tunnel_settings, self._inbox.put_nowait))
+
+    def _tunnel_interface(self, row: Any, *, deleted: bool) -> None:
+        assert self.core is not None
+        if self.core.tunnels is not None:
+            self.core.tunnels.interface_event(
+                row["name"], row["type"], row["ofport"], deleted=deleted
+            )
+
     def _resync_all(self) -> None:
         """neutron-server had declared us dead: ask about every port again."""
+        self._sync_tunnels()
         if self.core is not None:
             now = time.monotonic()
             for iface_id in list(self.core.ports):
@@ -446,6 +477,9 @@ class Agent:
                 core.security_groups_unavailable(item.devices, now)
             else:
                 core.security_groups_received(item.devices, item.info, now)
+        elif isinstance(item, TUNNEL_INPUTS):
+            if core.tunnels is not None:
+                core.tunnels.notified(item)
         elif isinstance(item, rpc_events.PortUpdate):
             core.port_updated(item.port_id, now)
         elif isinstance(item, rpc_events.PortDelete):
@@ -472,6 +506,7 @@ class Agent:
             return
         if event.table != "Interface":
             return
+        self._tunnel_interface(event.row, deleted=event.kind is EventKind.DELETE)
         if event.kind is EventKind.DELETE:
             core.interface_deleted(str(event.uuid), now)
             return
@@ -524,6 +559,10 @@ class Agent:
             self.reporter.report(device, up)
         if plan.state_changed and self._snapshot is not None:
             self._snapshot.changed()
+        if plan.tunnel_ports and self.core is not None and self.core.tunnels is not None:
+            assert self.tunnel_settings is not None
+            self._spawn(apply_port_changes(self.ovsdb, self.tunnel_settings, plan.tunnel_ports,
+                                           self.core.tunnels))  # fmt: skip
 
     async def _apply_flows(self, bridge: str, remove: Iterable[Any], add: Iterable[Any]) -> None:
         reconciler = self.reconcilers[bridge]
