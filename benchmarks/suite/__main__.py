@@ -159,7 +159,11 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
     world = World(args.ports, network_types=("vlan",), keep=args.keep)
     if args.keep:
         progress.note(f"work directory (kept): {world.workdir}")
-    session = Session(world, progress, args.timeout)
+    session = Session(world, progress, args.timeout, args.profile)
+    if args.profile:
+        args.profile.mkdir(parents=True, exist_ok=True)
+        document["notes"].append(f"PROFILED with py-spy (stacks in {args.profile}): "
+                                 "CPU and RSS figures are not the agent's alone")  # fmt: skip
     progress.begin(f"setting up {args.ports} ports")
     try:
         await session.start()
@@ -345,6 +349,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=120.0,
         help="seconds a scenario may take to converge (default 120)",
     )
+    option("--profile", type=Path, help="run the agent under py-spy; stacks to this folder")
     option("--keep", action="store_true", help="keep the work directory (agent and OVS logs)")
     option("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args(argv)

@@ -142,8 +142,14 @@ class AgentLog:
 class AgentProcess:
     """One run of ``aovs agent``; ``stop`` stops exactly this process."""
 
-    def __init__(self, settings: AgentSettings, workdir: Path, name: str) -> None:
+    def __init__(
+        self, settings: AgentSettings, workdir: Path, name: str, profile_dir: Path | None = None
+    ) -> None:
         self.settings = settings
+        # py-spy attached to the agent's pid samples its stacks into <profile_dir>/<name>.txt
+        # (collapsed format); the sampling costs the agent little, but it costs the machine
+        self.profile_path = None if profile_dir is None else profile_dir / f"{name}.txt"
+        self.profiler: asyncio.subprocess.Process | None = None
         self.config_path = workdir / f"{name}.toml"
         self.log_path = workdir / f"{name}.log"
         self.config_path.write_text(config_toml(settings))
@@ -162,6 +168,13 @@ class AgentProcess:
                 sys.executable, "-m", "aovs.cli", "agent", "--config", str(self.config_path),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
             )  # fmt: skip
+            if self.profile_path is not None:
+                py_spy = str(Path(sys.executable).parent / "py-spy")
+                self.profiler = await asyncio.create_subprocess_exec(
+                    py_spy, "record", "--pid", str(self.process.pid), "--format", "raw",
+                    "--rate", "200", "--nonblocking", "-o", str(self.profile_path),
+                    stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                )  # fmt: skip
         finally:
             log_file.close()
 
@@ -211,6 +224,15 @@ class AgentProcess:
 
     async def stop(self, sig: int = signal.SIGTERM) -> int | None:
         """Stop this agent (SIGTERM, then SIGKILL after STOP_TIMEOUT); its exit code."""
+        profiler = self.profiler
+        if profiler is not None and profiler.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its stacks on SIGINT
+            try:
+                await asyncio.wait_for(profiler.wait(), STOP_TIMEOUT)
+            except TimeoutError:
+                profiler.kill()
+                await profiler.wait()
         process = self.process
         if process is None or process.returncode is not None:
             return None if process is None else process.returncode

@@ -96,8 +96,11 @@ class OfportArrivals:
 
 
 class Session:
-    def __init__(self, world: World, progress: Progress, timeout: float) -> None:
+    def __init__(
+        self, world: World, progress: Progress, timeout: float, profile_dir: Path | None = None
+    ) -> None:
         self.world = world
+        self.profile_dir = profile_dir
         self.progress = progress
         self.timeout = timeout
         self.reference = OVSSandbox(Path(tempfile.mkdtemp(prefix="aovs-ref-", dir="/tmp")))
@@ -134,7 +137,8 @@ class Session:
 
     async def spawn_agent(self, name: str) -> AgentProcess:
         self._runs += 1
-        agent = AgentProcess(self.settings(), self.world.workdir, f"agent-{self._runs}-{name}")
+        agent = AgentProcess(self.settings(), self.world.workdir, f"agent-{self._runs}-{name}",
+                             self.profile_dir)  # fmt: skip
         await agent.start()
         self.agent = agent
         return agent
