@@ -33,6 +33,7 @@ LOG = logging.getLogger(__name__)
 FLAGS = ofp.ONF_BF_ATOMIC | ofp.ONF_BF_ORDERED
 ADD_HEAD = struct.Struct("!BBHIIII2xH")  # ofp_header, experimenter, exp_type, bundle_id, flags
 XID = struct.Struct("!I")
+SEND_CHUNK = 2000  # adds per write
 SECONDS_PER_MESSAGE = 1 / 5000  # extra time allowed per message on top of the base timeout
 
 
@@ -87,7 +88,10 @@ async def commit_bundle(
             await channel.request(
                 _control(bundle_id, ofp.ONF_BCT_OPEN_REQUEST), within=base, what="bundle open"
             )
-            await channel.send(add_messages(bundle_id, entries, xids.start))
+            # send as we build: OVS digests one chunk while the next is encoded
+            for start in range(0, len(entries), SEND_CHUNK):
+                chunk = entries[start : start + SEND_CHUNK]
+                await channel.send(add_messages(bundle_id, chunk, xids.start + start))
             await channel.barrier(within=limit)
         except OpenFlowError as exc:
             raise BundleError(f"bundle of {len(entries)} not applied: {exc}", cause=exc) from exc

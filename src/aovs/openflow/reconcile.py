@@ -187,8 +187,13 @@ class FlowReconciler:
 
     # -- internals ------------------------------------------------------------------------------
     def _keyed(self, flows: Iterable[Flow]) -> dict[FlowKey, Flow]:
-        keyed: dict[FlowKey, Flow] = {}
-        for flow in flows:
+        listed = list(flows)
+        if not any(flow.cookie for flow in listed):
+            keyed = {(f.table, f.priority, f.match): f for f in listed}
+            if len(keyed) == len(listed) or len(keyed) == len(set(listed)):
+                return keyed  # the common case: unstamped flows, one per key
+        keyed = {}
+        for flow in listed:
             if flow.cookie not in (0, self.cookie):
                 raise ValueError(f"{flow!r}: flows must leave the cookie to the reconciler")
             if flow.cookie:
