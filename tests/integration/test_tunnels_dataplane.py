@@ -268,6 +268,7 @@ async def test_l2population_unicast_arp_responder_and_restarts(
         # agent restart: the snapshot brings the FDB back, nothing is sent to br-tun
         async with running_agent(cfg) as again:
             assert again.reconcilers["br-tun"].flowmods_sent == 0
+            await wait_until(lambda: sim.calls["tunnel_sync"] == 4, what="queues bound again")
             assert tunnel_ports(a) == {vx(IP_C)}
             await again.settled()
             assert a.dump_flows("br-tun") == installed
