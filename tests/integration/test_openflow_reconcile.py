@@ -178,3 +178,21 @@ async def test_vswitchd_restart_replays_everything_in_one_bundle(
     finally:
         reconciler.close()
         await reconciler.channel.close()
+
+
+async def test_unencodable_flow_discards_the_bundle(ovs_sandbox: OVSSandbox, bridge: str) -> None:
+    from aovs.openflow.flows import SetField
+
+    reconciler = await open_reconciler(ovs_sandbox, bridge)
+    try:
+        good = neutron_like_flows(100)  # > one send chunk before the bad flow
+        bad = Flow(0, 1, Match(in_port=1), [SetField("no_such_field", 1)])
+        with pytest.raises(BundleError) as caught:
+            await reconciler.sync([*good, bad])
+        assert caught.value.flow == bad
+        assert ofctl_flows(ovs_sandbox, bridge) == []
+        assert reconciler.installed == {}
+        await reconciler.channel.barrier(within=5)  # the connection survived
+    finally:
+        reconciler.close()
+        await reconciler.channel.close()

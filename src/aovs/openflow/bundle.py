@@ -18,6 +18,7 @@ import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -37,22 +38,39 @@ SEND_CHUNK = 2000  # adds per write
 SECONDS_PER_MESSAGE = 1 / 5000  # extra time allowed per message on top of the base timeout
 
 
+class Entry(Protocol):
+    """One message of a bundle: its encoded bytes (any xid) and the Flow it stands for.
+
+    ``data`` is read once, as the add is sent: it may encode lazily, so encoding overlaps
+    with the switch digesting the previous chunk.
+    """
+
+    @property
+    def data(self) -> bytes: ...
+
+    @property
+    def flow(self) -> Flow: ...
+
+
 @dataclass(frozen=True, slots=True)
 class BundleEntry:
-    """One message of a bundle: its encoded bytes (any xid) and the Flow it stands for."""
+    """An already-encoded bundle message."""
 
     data: bytes
     flow: Flow
 
 
-def add_messages(bundle_id: int, entries: Sequence[BundleEntry], first_xid: int) -> bytes:
+def add_messages(bundle_id: int, entries: Sequence[Entry], first_xid: int) -> bytes:
     """Every BUNDLE_ADD back to back; the inner message's xid equals its add's xid."""
     pieces: list[bytes] = []
     append = pieces.append
     pack = ADD_HEAD.pack
     exp, exp_type = ofproto_common.ONF_EXPERIMENTER_ID, ofp.ONF_ET_BUNDLE_ADD_MESSAGE
     for xid, entry in enumerate(entries, first_xid):
-        data = entry.data
+        try:
+            data = entry.data
+        except ValueError as exc:  # UnsupportedFlowError from a lazy encode
+            raise BundleError(f"cannot encode {entry.flow!r}: {exc}", entry.flow, exc) from exc
         append(pack(OFP_VERSION, ofp.OFPT_EXPERIMENTER, 24 + len(data), xid, exp, exp_type,
                     bundle_id, FLAGS))  # fmt: skip
         append(data[:4])
@@ -66,7 +84,7 @@ def _control(bundle_id: int, kind: int) -> object:
 
 
 async def commit_bundle(
-    channel: OpenFlowChannel, entries: Sequence[BundleEntry], *, within: float | None = None
+    channel: OpenFlowChannel, entries: Sequence[Entry], *, within: float | None = None
 ) -> None:
     """Apply ``entries`` atomically or not at all (raises ``BundleError``)."""
     if not entries:
@@ -91,8 +109,15 @@ async def commit_bundle(
             # send as we build: OVS digests one chunk while the next is encoded
             for start in range(0, len(entries), SEND_CHUNK):
                 chunk = entries[start : start + SEND_CHUNK]
-                await channel.send(add_messages(bundle_id, chunk, xids.start + start))
+                try:
+                    messages = add_messages(bundle_id, chunk, xids.start + start)
+                except BundleError:
+                    await _discard(channel, bundle_id, base)
+                    raise
+                await channel.send(messages)
             await channel.barrier(within=limit)
+        except BundleError:
+            raise
         except OpenFlowError as exc:
             raise BundleError(f"bundle of {len(entries)} not applied: {exc}", cause=exc) from exc
         if failures:
@@ -111,7 +136,7 @@ async def commit_bundle(
 def _first_failure(
     failures: list[tuple[int, SwitchError]],
     xids: range,
-    entries: Sequence[BundleEntry],
+    entries: Sequence[Entry],
     verb: str,
 ) -> BundleError:
     xid, error = min(failures, key=lambda item: item[0])

@@ -25,7 +25,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
 from aovs.openflow import codec
-from aovs.openflow.bundle import BundleEntry, commit_bundle
+from aovs.openflow.bundle import commit_bundle
 from aovs.openflow.channel import ChannelEvent, Connected, OpenFlowChannel
 from aovs.openflow.errors import BundleError, ChannelClosedError, OpenFlowError
 from aovs.openflow.flowmod_cache import FlowModCache
@@ -280,10 +280,10 @@ class FlowReconciler:
     async def _commit(self, plan: Plan) -> int:
         if not plan:
             return 0
-        encode = self.cache.encode
-        entries = [BundleEntry(encode(f, codec.DELETE_STRICT), f) for f in plan.delete]
-        entries += [BundleEntry(encode(f, codec.MODIFY_STRICT), f) for f in plan.modify]
-        entries += [BundleEntry(encode(f, codec.ADD), f) for f in plan.add]
+        cache = self.cache
+        entries = [_FlowMod(f, codec.DELETE_STRICT, cache) for f in plan.delete]
+        entries += [_FlowMod(f, codec.MODIFY_STRICT, cache) for f in plan.modify]
+        entries += [_FlowMod(f, codec.ADD, cache) for f in plan.add]
         self.flowmods_sent += len(entries)
         await commit_bundle(self.channel, entries, within=self.bundle_timeout)
         self.bundles_committed += 1
@@ -297,3 +297,18 @@ class FlowReconciler:
             installed[flow.key] = flow
             self._opaque.discard(flow.key)
         return len(entries)
+
+
+class _FlowMod:
+    """A bundle entry encoded (or fetched from the cache) only when it is sent."""
+
+    __slots__ = ("cache", "command", "flow")
+
+    def __init__(self, flow: Flow, command: int, cache: FlowModCache) -> None:
+        self.flow = flow
+        self.command = command
+        self.cache = cache
+
+    @property
+    def data(self) -> bytes:
+        return self.cache.encode(self.flow, self.command)
