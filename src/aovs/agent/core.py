@@ -348,19 +348,27 @@ class AgentCore:
         return min(deadlines, default=None)
 
     # -- the flush -----------------------------------------------------------------------
-    def flush(self, now: float) -> Plan:
+    def flush(self, now: float, max_ports: int | None = None) -> Plan:
+        """Recompute the dirty owners; with ``max_ports``, at most that many ports now (the
+        rest stay dirty, see :attr:`has_dirty_ports`) so that a burst of thousands of ports is
+        committed in slices and the event loop stays responsive between them."""
         plan = Plan()
         filtered_before = dict(self._filtered) if self._dirty_ports else self._filtered
         if self._topology_dirty:
             self._flush_topology()
-        for iface_id in self._dirty_ports:
+        batch = self._dirty_ports
+        if max_ports is not None and len(batch) > max_ports:
+            ordered = list(batch)
+            batch, self._dirty_ports = set(ordered[:max_ports]), set(ordered[max_ports:])
+        else:
+            self._dirty_ports = set()
+        for iface_id in batch:
             self._flush_port(iface_id, plan)
         for network_id in self._dirty_networks:
             self._flush_network(network_id)
-        self._flush_firewall(filtered_before, self._dirty_ports)
+        self._flush_firewall(filtered_before, batch)
         if self.tunnels is not None:
             self._flush_tunnels(plan)
-        self._dirty_ports.clear()
         self._dirty_networks.clear()
         for bridge, ledger in self.ledgers.items():
             delta = ledger.take_delta()
@@ -372,6 +380,10 @@ class AgentCore:
         plan.reports, self._reports = self._reports, []
         plan.state_changed, self._state_changed = self._state_changed, False
         return plan
+
+    @property
+    def has_dirty_ports(self) -> bool:
+        return bool(self._dirty_ports)
 
     def desired(self, bridge: str) -> frozenset[Flow]:
         return self.ledgers[bridge].desired()

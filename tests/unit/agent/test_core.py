@@ -194,3 +194,16 @@ def test_openvswitch_firewall_waits_for_security_groups() -> None:
     # a rule change re-fetches for the ports that use the group
     core.security_groups_changed(["sg1"], 1.0)
     assert core.flush(1.0).fetch_security_groups == ["p-1"]
+
+
+def test_a_burst_is_flushed_in_slices_each_port_whole(core: AgentCore) -> None:
+    for i in range(1, 11):
+        core.details_received({f"p-{i}": details(f"p-{i}")}, 0.0)
+        core.interface_changed(row(f"p-{i}", 10 + i), 0.0)
+    first = core.flush(0.0, max_ports=4)
+    assert core.has_dirty_ports
+    assert len(first.transitions) == 4
+    while core.has_dirty_ports:
+        core.flush(0.0, max_ports=4)
+    assert core.counts()["wired"] == 10
+    assert {f.match.get("in_port") for f in core.desired("br-int")} >= set(range(11, 21))
