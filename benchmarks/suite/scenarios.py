@@ -89,9 +89,10 @@ async def cold_boot(session: Session) -> ScenarioResult:
     """OVS up with the VM ports, an agent with no local state, the server answering: to every
     port's flows verified on the switch AND every port reported up."""
     result = ScenarioResult("cold_boot")
+    target = await session.target()
     since_reports = session.up_reports()
     agent = await session.spawn_agent("cold-boot")
-    convergence = await session.converge()
+    convergence = await session.converge(target)
     correct = _converged(result, convergence, agent.spawned_at)
     reported = await session.wait_reported_up(since_reports, session.timeout)
     if reported is None:
@@ -130,8 +131,9 @@ async def snapshot_restore(session: Session) -> ScenarioResult:
     await session.world.restart_ovs()
     await session.watch.wait_connected(30.0)
     session.ofports = await session.world.wait_ofports(vm.tap for vm in session.vms())
+    target = await session.target()
     agent = await session.spawn_agent("snapshot-restore")
-    convergence = await session.converge()
+    convergence = await session.converge(target)
     result.seconds = _converged(result, convergence, agent.spawned_at)
     _log_figures(agent, result)
     _usage(agent, result)
@@ -144,6 +146,7 @@ async def snapshot_restore(session: Session) -> ScenarioResult:
 async def ovs_restart(session: Session) -> ScenarioResult:
     """kill -9 ovs-vswitchd, start it: to every flow back (timed from OpenFlow answering)."""
     result = ScenarioResult("ovs_restart")
+    target = await session.target()
     agent, cpu_before = await _steady(session)
     sandbox = session.world.sandbox
     await asyncio.to_thread(sandbox.kill, "ovs-vswitchd")
@@ -157,7 +160,7 @@ async def ovs_restart(session: Session) -> ScenarioResult:
         await asyncio.sleep(0.002)
     if answered is None:
         raise ScenarioFailed("ovs-vswitchd did not answer OpenFlow within 30 s")
-    convergence = await session.converge()
+    convergence = await session.converge(target)
     result.seconds = _converged(result, convergence, answered)
     result.details.update(
         since_vswitchd_start_seconds=round(result.seconds + answered - started, 4),
@@ -238,13 +241,14 @@ async def _wait_installed(session: Session, agent: AgentProcess) -> float:
 async def reboot_storm(session: Session) -> ScenarioResult:
     """Every VM port deleted and re-added with a new ofport in ONE ovs-vsctl transaction."""
     result = ScenarioResult("reboot_storm")
+    target = await session.target()
     agent, cpu_before = await _steady(session)
     commands = [c for vm in session.vms() for c in replug_args(vm, session.ofports[vm.tap])]
     started = time.monotonic()
     await vsctl(session.world.sandbox, *transaction(commands), within=300)
     command_done = time.monotonic()
     session.ofports = await session.world.wait_ofports(vm.tap for vm in session.vms())
-    convergence = await session.converge()
+    convergence = await session.converge(target)
     result.seconds = _converged(result, convergence, started)
     result.details["ovs_vsctl_seconds"] = round(command_done - started, 4)
     _usage(agent, result, cpu_before)

@@ -12,6 +12,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,14 @@ class OfportArrivals:
             await self.client.close()
 
 
+@dataclass(frozen=True)
+class Target:
+    """Flow counts per bridge and probe ports' table-60 flow counts (ofport-independent)."""
+
+    counts: dict[str, int]
+    probes: list[tuple[VmPort, int]]
+
+
 class Session:
     def __init__(
         self, world: World, progress: Progress, timeout: float, profile_dir: Path | None = None
@@ -120,11 +129,13 @@ class Session:
         await self.world.start_simulator()
 
     async def close(self) -> None:
-        if self.agent is not None:
-            await self.agent.stop()
-        await self.watch.close()
-        await self.world.close()
-        await asyncio.to_thread(self.reference.remove)
+        try:
+            if self.agent is not None:
+                await self.agent.stop()
+            await self.watch.close()
+            await self.world.close()
+        finally:
+            self.reference.remove()  # blocking, but sure to run even when cancelled
 
     # -- the agent ---------------------------------------------------------------------------
     def settings(self) -> AgentSettings:
@@ -161,10 +172,24 @@ class Session:
         return self.ofports
 
     async def expectation(self) -> BridgeFlows:
-        """The flows for the switch's CURRENT ofports and Port tags (read from OVSDB)."""
+        """The flows for the switch's CURRENT ofports and Port tags (read from OVSDB); computed
+        in a thread, so the simulator in this process keeps answering the agent meanwhile."""
         ofports = await self.refresh_ofports()
         tags = await self.world.port_tags()
-        return expected_flows(self.server, self.vms(), ofports, local_vlans(self.vms(), tags))
+        vlans = local_vlans(self.vms(), tags)
+        return await asyncio.to_thread(expected_flows, self.server, self.vms(), ofports, vlans)
+
+    async def target(self) -> Target:
+        """What the cheap poll compares, computed BEFORE the event a scenario times (it costs
+        CPU seconds at 1000 ports, which must not delay the agent or the simulator)."""
+        provisional = await asyncio.to_thread(self.provisional)
+        counts = {bridge: len(flows) for bridge, flows in provisional.items()}
+        probes = [
+            (vm, flows_in_port(provisional[INTEGRATION_BRIDGE], self.ofports[vm.tap],
+                               tables.TRANSIENT_TABLE))
+            for vm in spread(self.vms(), PROBES)
+        ]  # fmt: skip
+        return Target(counts, probes)
 
     def provisional(self) -> BridgeFlows:
         """Expected flows with made-up VLAN numbers (and patch ofports before they exist): right
@@ -175,15 +200,6 @@ class Session:
             ofports.setdefault(name, fake)
         vlans = local_vlans(self.vms(), {}, provisional=True)
         return expected_flows(self.server, self.vms(), ofports, vlans)
-
-    def probes(self, expected: BridgeFlows, vms: Sequence[VmPort] | None = None) -> list[Probe]:
-        chosen = list(vms) if vms is not None else spread(self.vms(), PROBES)
-        probes = []
-        for vm in chosen:
-            ofport = self.ofports[vm.tap]
-            count = flows_in_port(expected[INTEGRATION_BRIDGE], ofport, tables.TRANSIENT_TABLE)
-            probes.append(Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, ofport, count))
-        return probes
 
     def trace_samples(self) -> list[TraceSample]:
         samples = []
@@ -196,12 +212,14 @@ class Session:
                                        details.segmentation_id))  # fmt: skip
         return samples
 
-    async def converge(self, within: float | None = None) -> Convergence:
+    async def converge(self, target: Target, within: float | None = None) -> Convergence:
         """Wait for the dataplane to be correct for the current ofports (see dataplane)."""
-        provisional = self.provisional()
-        counts = {bridge: len(flows) for bridge, flows in provisional.items()}
+        probes = [
+            Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, self.ofports[vm.tap], count)
+            for vm, count in target.probes
+        ]
         return await wait_correct(
-            self.watch, self.verifier, counts, self.probes(provisional), self.expectation,
+            self.watch, self.verifier, target.counts, probes, self.expectation,
             within=within or self.timeout, samples=self.trace_samples(), alive=self.alive,
             on_wait=self.progress.update,
         )  # fmt: skip
