@@ -50,11 +50,21 @@ def _converged(result: ScenarioResult, convergence: Convergence, since: float) -
     return convergence.matched_at - since
 
 
-async def _steady(session: Session) -> tuple[AgentProcess, float]:
-    """The running agent with its peak RSS reset; its CPU seconds so far."""
+async def _steady(session: Session, result: ScenarioResult) -> tuple[AgentProcess, float]:
+    """The running agent with its peak RSS reset; its CPU seconds so far. When an earlier
+    scenario left no agent running (it crashed), a fresh one is started and awaited, untimed,
+    and the result says so."""
     agent = session.agent
     if agent is None or not agent.alive:
-        raise ScenarioFailed("no running agent")
+        session.progress.update("no agent running: starting one (untimed)")
+        target = await session.target()
+        agent = await session.spawn_agent("recovery")
+        recovered = await session.converge(target)
+        result.details["agent_started_by_suite_first"] = recovered.matched_at is not None
+        if recovered.matched_at is None:
+            raise ScenarioFailed(
+                f"no agent reached a correct dataplane: {recovered.verdict.problem}"
+            )
     agent.reset_peak()
     usage = agent.usage()
     return agent, 0.0 if usage is None else usage.cpu_seconds
@@ -147,7 +157,7 @@ async def ovs_restart(session: Session) -> ScenarioResult:
     """kill -9 ovs-vswitchd, start it: to every flow back (timed from OpenFlow answering)."""
     result = ScenarioResult("ovs_restart")
     target = await session.target()
-    agent, cpu_before = await _steady(session)
+    agent, cpu_before = await _steady(session, result)
     sandbox = session.world.sandbox
     await asyncio.to_thread(sandbox.kill, "ovs-vswitchd")
     started = time.monotonic()
@@ -242,7 +252,7 @@ async def reboot_storm(session: Session) -> ScenarioResult:
     """Every VM port deleted and re-added with a new ofport in ONE ovs-vsctl transaction."""
     result = ScenarioResult("reboot_storm")
     target = await session.target()
-    agent, cpu_before = await _steady(session)
+    agent, cpu_before = await _steady(session, result)
     commands = [c for vm in session.vms() for c in replug_args(vm, session.ofports[vm.tap])]
     started = time.monotonic()
     await vsctl(session.world.sandbox, *transaction(commands), within=300)
@@ -262,7 +272,7 @@ async def single_reboots(session: Session, reboots: int) -> ScenarioResult:
     """One VM at a time, as nova/libvirt reboot it: ``ovs-vsctl del-port``, then ``add-port``
     (a new Interface row, a new ofport), under the load of all the other ports."""
     result = ScenarioResult("single_reboot")
-    agent, cpu_before = await _steady(session)
+    agent, cpu_before = await _steady(session, result)
     arrivals = OfportArrivals(session.world.sandbox.ovsdb_connection)
     await arrivals.start()
     expected = await session.expectation()
