@@ -1,34 +1,265 @@
-"""``aovs demo``: the main job end to end on a private OVS (and, as it grows, RabbitMQ + agent)."""
+"""``aovs demo``: the main job end to end, on a private OVS and a private RabbitMQ vhost.
+
+A neutron-server simulator serves N ports (a VLAN network and a flat one, one security group);
+the agent runs in-process. The demo plugs every VM port in ONE ovs-vsctl transaction, reboots
+one VM, then all of them at once, kills ovs-vswitchd and starts it again, restarts the agent,
+and prints how long each took and whether ``ofproto/trace`` gives the expected verdicts.
+Everything it creates (OVS directory, vhost) is removed afterwards unless ``--keep``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import re
+import shutil
+import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from aovs.sandbox import OVSSandbox
+from aovs.agent.agent import Agent
+from aovs.config import AgentConfig
+from aovs.rpc.simulator import NeutronServerSimulator
+from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
+from aovs.sandbox import OVSSandbox, SandboxError
+
+SEGMENTATION_ID = 101
+SG = "sg-demo"
+FLAT_EVERY = 10  # every 10th VM is on the flat network
+
+
+@dataclass
+class Step:
+    what: str
+    seconds: float
+    verdict: str
+
+
+class DemoError(Exception):
+    """A step did not reach its expected state; the message says which."""
+
+
+def _topology(ports: int) -> Topology:
+    ssh = Rule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+               remote_ip_prefix="0.0.0.0/0")  # fmt: skip
+    return Topology(
+        networks={
+            "net-vlan": Network(
+                network_type="vlan", physical_network="physnet1", segmentation_id=SEGMENTATION_ID
+            ),
+            "net-flat": Network(network_type="flat", physical_network="physnet1"),
+        },
+        security_groups={SG: SecurityGroup(rules=(Rule(direction="egress"), ssh))},
+        ports=tuple(
+            Port.model_validate(
+                {
+                    "port_id": _port(i),
+                    "mac_address": _mac(i),
+                    "security_groups": [SG],
+                    "network_id": "net-flat" if i % FLAT_EVERY == 0 else "net-vlan",
+                    "fixed_ips": [{"ip_address": f"10.1.{i // 250}.{i % 250 + 2}"}],
+                }
+            )
+            for i in range(ports)
+        ),
+    )
+
+
+def _port(i: int) -> str:
+    return f"port-{i:05d}"
+
+
+def _tap(i: int) -> str:
+    return f"tap{i:05d}"
+
+
+def _mac(i: int) -> str:
+    return f"fa:16:3e:00:{i // 256:02x}:{i % 256:02x}"
+
+
+def _plug(sandbox: OVSSandbox, indexes: range) -> None:
+    args: list[str] = []
+    for i in indexes:
+        args += ["--", "--may-exist", "add-port", "br-int", _tap(i), "--", "set", "Interface",
+                 _tap(i), "type=dummy", f"external_ids:iface-id={_port(i)}",
+                 f"external_ids:attached-mac={_mac(i)}"]  # fmt: skip
+    sandbox.vsctl(*args[1:], timeout=120)
+
+
+def _unplug(sandbox: OVSSandbox, indexes: range) -> None:
+    args: list[str] = []
+    for i in indexes:
+        args += ["--", "--if-exists", "del-port", "br-int", _tap(i)]
+    sandbox.vsctl(*args[1:], timeout=120)
+
+
+async def _until(predicate: Callable[[], bool], within: float, what: str) -> float:
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > within:
+            raise DemoError(f"timed out after {within:.0f} s waiting for {what}")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+def _trace_verdict(sandbox: OVSSandbox, index: int, dst_mac: str) -> str:
+    ofport = sandbox.vsctl("get", "Interface", _tap(index), "ofport").strip()
+    flow = (f"in_port={ofport},udp,dl_src={_mac(index)},dl_dst={dst_mac},"
+            f"nw_src=10.1.0.{index % 250 + 2},nw_dst=10.9.9.9,udp_src=1,udp_dst=2")  # fmt: skip
+    return sandbox.appctl("ofproto/trace", "br-int", flow, "--ct-next", "trk,new")
+
+
+def _check_traces(sandbox: OVSSandbox) -> str:
+    vlan = _trace_verdict(sandbox, 1, "fa:16:3e:ff:ff:01")
+    flat = _trace_verdict(sandbox, FLAT_EVERY, "fa:16:3e:ff:ff:01")
+    vlan_phys = vlan.split('bridge("br-phys")')[-1]
+    flat_phys = flat.split('bridge("br-phys")')[-1]
+    verdicts = []
+    ok_vlan = f"set_field:{4096 + SEGMENTATION_ID}->vlan_vid" in vlan_phys
+    verdicts.append(f"vlan->uplink tagged {SEGMENTATION_ID}: {'ok' if ok_vlan else 'WRONG'}")
+    ok_flat = "pop_vlan" in flat_phys
+    verdicts.append(f"flat->uplink untagged: {'ok' if ok_flat else 'WRONG'}")
+    cross = _trace_verdict(sandbox, 1, _mac(FLAT_EVERY))
+    flat_port = sandbox.vsctl("get", "Interface", _tap(FLAT_EVERY), "ofport").strip()
+    leaked = re.search(rf"output:{flat_port}\b", cross) is not None
+    verdicts.append(f"vlan VM cannot reach flat VM: {'WRONG' if leaked else 'ok'}")
+    if not (ok_vlan and ok_flat and not leaked):
+        raise DemoError("ofproto/trace: " + "; ".join(verdicts))
+    return "; ".join(verdicts)
+
+
+async def _demo(sandbox: OVSSandbox, url: str, state: Path, ports: int) -> list[Step]:
+    steps: list[Step] = []
+    config = AgentConfig.model_validate(
+        {"host": "demo-compute", "transport_url": url,
+         "ovs": {"ovsdb_connection": sandbox.ovsdb_connection, "datapath_type": "dummy",
+                 "bridge_mappings": ["physnet1:br-phys"]},
+         "agent": {"state_path": str(state), "report_interval": 0}}
+    )  # fmt: skip
+    sim = NeutronServerSimulator(_topology(ports), url)
+    await sim.start()
+    agent = Agent(config, canary_interval=0, unplug_grace=5.0)
+    try:
+        await agent.start()
+        core = agent.core
+        assert core is not None
+        started = time.monotonic()
+        _plug(sandbox, range(ports))
+        await _until(lambda: core.counts()["wired"] == ports, 120, "every port wired")
+        await _until(lambda: len(set(sim.device_up_reports)) == ports, 120, "ports reported up")
+        await agent.settled(60)
+        flows = len(core.desired("br-int"))
+        steps.append(
+            Step(
+                f"plug {ports} VMs (one transaction)",
+                time.monotonic() - started,
+                f"{ports} wired + reported up, {flows} flows on br-int",
+            )
+        )
+        steps.append(Step("ofproto/trace verdicts", 0.0, _check_traces(sandbox)))
+
+        old = core.ports[_port(1)].ofport
+        count = len(agent.stats.commit_latencies_ms)
+        _unplug(sandbox, range(1, 2))
+        _plug(sandbox, range(1, 2))
+        await _until(lambda: len(agent.stats.commit_latencies_ms) > count
+                     and core.ports[_port(1)].ofport != old, 30, "VM 1 rewired")  # fmt: skip
+        latency = agent.stats.commit_latencies_ms[-1] / 1e3
+        steps.append(
+            Step(
+                "reboot 1 VM (new ofport)",
+                latency,
+                f"ofport {old}->{core.ports[_port(1)].ofport}, one bundle, no RPC",
+            )
+        )
+        await agent.settled(60)
+
+        before = {i: core.ports[_port(i)].ofport for i in range(ports)}
+        started = time.monotonic()
+        _unplug(sandbox, range(ports))
+        _plug(sandbox, range(ports))
+        await _until(lambda: all(core.ports[_port(i)].ofport != before[i] for i in range(ports))
+                     and not core.has_dirty_ports, 120, "every VM rewired")  # fmt: skip
+        await agent.settled(120)
+        steps.append(
+            Step(
+                f"reboot {ports} VMs at once",
+                time.monotonic() - started,
+                f"{core.counts()['wired']} wired; " + _check_traces(sandbox),
+            )
+        )
+
+        expected = sorted(sandbox.dump_flows("br-int"))
+        calls = sum(sim.calls.values())
+        sandbox.kill("ovs-vswitchd")
+        started = time.monotonic()
+        sandbox.start_vswitchd()
+        await _until(lambda: sorted(sandbox.dump_flows("br-int")) == expected, 60, "replay")
+        steps.append(
+            Step(
+                "kill -9 ovs-vswitchd, start it",
+                time.monotonic() - started,
+                f"all flows back, RPC calls: {sum(sim.calls.values()) - calls}",
+            )
+        )
+        await agent.settled(60)
+        await agent.stop()
+
+        started = time.monotonic()
+        agent = Agent(config, canary_interval=0)
+        await agent.start()
+        steps.append(
+            Step(
+                "restart the agent",
+                time.monotonic() - started,
+                f"FlowMods sent: {agent.flowmods_sent}; " + _check_traces(sandbox),
+            )
+        )
+    finally:
+        await agent.stop()
+        await sim.stop()
+    return steps
+
+
+def _rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
 def run_demo(ports: int = 200, keep: bool = False) -> int:
+    import uvloop
+
+    logging.basicConfig(level=logging.WARNING)
     directory = Path(tempfile.mkdtemp(prefix="aovs-demo-", dir="/tmp"))
+    state = directory / "state"
     sandbox = OVSSandbox(directory)
-    started = time.monotonic()
-    sandbox.start(physical_bridges=["br-phys"])
-    print(f"sandbox up in {time.monotonic() - started:.2f}s at {directory}")
+    vhost = f"aovs-demo-{uuid.uuid4().hex[:8]}"
+    url = f"rabbit://guest:guest@127.0.0.1:5672/{vhost}"
+    total = time.monotonic()
     try:
-        args: list[str] = ["--may-exist", "add-br", "br-int", "--", "set", "Bridge", "br-int"]
-        args += ["datapath_type=dummy", "fail-mode=secure", "protocols=OpenFlow13"]
-        for index in range(ports):
-            name = f"tap{index:05d}"
-            args += ["--", "add-port", "br-int", name, "--", "set", "Interface", name,
-                     "type=dummy", f"external_ids:iface-id=port-{index:05d}"]  # fmt: skip
-        t0 = time.monotonic()
-        sandbox.vsctl(*args)
-        print(f"plugged {ports} ports in one transaction: {time.monotonic() - t0:.2f}s")
-        print(sandbox.vsctl("show").splitlines()[0])
+        sandbox.start(physical_bridges=["br-phys"])
+        _rabbitmqctl("add_vhost", vhost)
+        _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        steps = uvloop.run(_demo(sandbox, url, state, ports))
+    except (DemoError, SandboxError, subprocess.SubprocessError, OSError) as exc:
+        print(f"aovs demo: FAILED: {exc}")
+        return 1
     finally:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True,
+                       timeout=60, check=False)  # fmt: skip
         if keep:
             sandbox.stop()
+            print(f"kept {directory}")
         else:
             sandbox.remove()
+            shutil.rmtree(directory, ignore_errors=True)
+    width = max(len(step.what) for step in steps)
+    print(f"\n{'step'.ljust(width)}  {'time':>9}  result")
+    for step in steps:
+        shown = f"{step.seconds * 1e3:7.1f}ms" if step.seconds < 1 else f"{step.seconds:8.2f}s"
+        print(f"{step.what.ljust(width)}  {shown:>9}  {step.verdict}")
+    print(f"\ndemo finished in {time.monotonic() - total:.1f} s")
     return 0

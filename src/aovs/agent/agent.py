@@ -310,7 +310,8 @@ class Agent:
     async def _initial_install(self, plan: Plan) -> None:
         """One sync per bridge; flow-restore-wait around it when the switch came up empty."""
         assert self.core is not None
-        await asyncio.gather(*(r.refresh() for r in self.reconcilers.values()))
+        # each reconciler dumps its bridge on connect; wait for that rather than dump twice
+        await asyncio.gather(*(r.wait_idle() for r in self.reconcilers.values()))
         empty = all(not r.installed for r in self.reconcilers.values())
         if empty:
             await self.ovsdb.transact(flow_restore_wait(True))
