@@ -54,6 +54,7 @@ HELLO_ELEM_VERSIONBITMAP = 1
 OFPET_HELLO_FAILED = 0
 OFPHFC_INCOMPATIBLE = 0
 ERROR_HEADER = struct.Struct("!HH")
+MULTIPART_REPLY_HEAD = struct.Struct("!8xHH4x")  # ofp_header skipped; type, flags, pad
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,7 @@ class _Pending:
     future: asyncio.Future[Any]
     what: str
     parts: list[Any] | None = None  # multipart bodies collected so far
+    unparsed: bool = False  # hand the reply messages over as bytes (parsed by the requester)
 
 
 class _Connection:
@@ -320,10 +322,15 @@ class OpenFlowChannel:
         within: float | None = None,
         what: str = "",
         multipart: bool = False,
+        unparsed: bool = False,
     ) -> Any:
+        """Send encoded bytes and wait for the reply with ``xid``; with ``unparsed``, the reply
+        messages come back as bytes (a list of them for ``multipart``)."""
         conn = self._live()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        conn.pending[xid] = _Pending(future, what or describe(data), [] if multipart else None)
+        conn.pending[xid] = _Pending(
+            future, what or describe(data), [] if multipart else None, unparsed
+        )
         limit = self.request_timeout if within is None else within
         try:
             await self.send(data)
@@ -353,6 +360,19 @@ class OpenFlowChannel:
             else:  # single-object replies (aggregate, desc)
                 items.append(body)
         return items
+
+    async def multipart_unparsed(self, msg: Any, *, within: float | None = None) -> list[bytes]:
+        """A multipart request; returns the reply messages as bytes (headers included).
+
+        For big replies (a 60k-flow dump is ~70 messages, 10 MB): the read loop only collects
+        bytes, so echoes and other replies keep flowing while the caller decodes in slices.
+        """
+        xid = self.next_xid()
+        data = serialize(msg, xid)
+        replies: list[bytes] = await self.request_raw(
+            data, xid, within=within, what=type(msg).__name__, multipart=True, unparsed=True
+        )
+        return replies
 
     @contextlib.contextmanager
     def watch_errors(self, watcher: ErrorWatcher) -> Iterator[None]:
@@ -499,9 +519,12 @@ class OpenFlowChannel:
             if msg_type not in _ASYNC_TYPES:
                 LOG.debug("%s: unsolicited message type %d xid %d", self, msg_type, xid)
             return
-        msg = parse(data)
         if pending.future.done():
             return
+        if pending.unparsed:
+            self._collect_unparsed(pending, msg_type, data)
+            return
+        msg = parse(data)
         if pending.parts is not None and msg_type == ofp.OFPT_MULTIPART_REPLY:
             pending.parts.append(msg)
             if msg.flags & ofp.OFPMPF_REPLY_MORE:
@@ -509,6 +532,22 @@ class OpenFlowChannel:
             pending.future.set_result(pending.parts)
             return
         pending.future.set_result(msg)
+
+    @staticmethod
+    def _collect_unparsed(pending: _Pending, msg_type: int, data: bytes) -> None:
+        if pending.parts is None:
+            pending.future.set_result(data)
+            return
+        if msg_type != ofp.OFPT_MULTIPART_REPLY:
+            pending.future.set_exception(
+                ProtocolError(f"{pending.what}: expected a multipart reply, got type {msg_type}")
+            )
+            return
+        if len(data) < MULTIPART_REPLY_HEAD.size:
+            raise ProtocolError(f"{pending.what}: multipart reply of {len(data)} bytes")
+        pending.parts.append(data)
+        if not MULTIPART_REPLY_HEAD.unpack_from(data)[-1] & ofp.OFPMPF_REPLY_MORE:
+            pending.future.set_result(pending.parts)
 
     def _on_error(self, conn: _Connection, xid: int, data: bytes, pending: _Pending | None) -> None:
         if len(data) < HEADER_SIZE + 4:

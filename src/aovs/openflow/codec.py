@@ -190,11 +190,13 @@ def encode_flow_mod(flow: Flow, command: int, cookie: int, xid: int = 0) -> byte
 
 
 # -- decode ------------------------------------------------------------------------------------
-def _field_name(name: str) -> str:
+def field_name(name: str) -> str:
+    """os-ken's name for an OXM/NXM header -> the name aovs uses (``reg5_nxm`` -> ``reg5``)."""
     return name[: -len("_nxm")] if name.endswith("_nxm") else name
 
 
-def _mask_to_ofs_bits(mask: int) -> tuple[int, int]:
+def mask_to_ofs_bits(mask: int) -> tuple[int, int]:
+    """A contiguous load mask -> (offset, number of bits)."""
     ofs = (mask & -mask).bit_length() - 1
     n_bits = (mask >> ofs).bit_length()
     if (mask >> ofs) != (1 << n_bits) - 1:
@@ -212,15 +214,15 @@ def decode_action(act: Any) -> Action:
         port = None if act.in_port == RESUBMIT_IN_PORT else act.in_port
         return Resubmit(table=act.table_id, port=port)
     if isinstance(act, ofpp.NXActionRegLoad2):
-        dst = _field_name(act.dst)
+        dst = field_name(act.dst)
         if act.mask is None:
             return RegLoad(dst=dst, value=act.value, ofs=0, n_bits=field_bits(dst))
-        ofs, n_bits = _mask_to_ofs_bits(act.mask)
+        ofs, n_bits = mask_to_ofs_bits(act.mask)
         return RegLoad(dst=dst, value=(act.value & act.mask) >> ofs, ofs=ofs, n_bits=n_bits)
     if isinstance(act, ofpp.NXActionRegMove):
         return RegMove(
-            src=_field_name(act.src_field),
-            dst=_field_name(act.dst_field),
+            src=field_name(act.src_field),
+            dst=field_name(act.dst_field),
             n_bits=act.n_bits,
             src_ofs=act.src_ofs,
             dst_ofs=act.dst_ofs,
@@ -228,7 +230,7 @@ def decode_action(act: Any) -> Action:
     if isinstance(act, ofpp.NXActionCT):
         if act.alg:
             raise UnsupportedFlowError(f"ct alg={act.alg}")
-        zone_src = _field_name(act.zone_src) if act.zone_src else None
+        zone_src = field_name(act.zone_src) if act.zone_src else None
         if zone_src is not None and act.zone_ofs_nbits != ZONE_SRC_BITS:
             raise UnsupportedFlowError(f"ct zone from {zone_src} bits {act.zone_ofs_nbits:#x}")
         return CT(
@@ -263,15 +265,15 @@ def decode_action(act: Any) -> Action:
 def _decode_learn_spec(spec: Any) -> LearnSpec:
     if isinstance(spec, ofpp.NXFlowSpecOutput):
         name, ofs = spec.src
-        return LearnOutput(src=_field_name(name), n_bits=spec.n_bits, src_ofs=ofs)
+        return LearnOutput(src=field_name(name), n_bits=spec.n_bits, src_ofs=ofs)
     dst, dst_ofs = spec.dst
     if isinstance(spec.src, tuple):
         src, src_ofs = spec.src
-        source: dict[str, Any] = {"src": _field_name(src), "src_ofs": src_ofs}
+        source: dict[str, Any] = {"src": field_name(src), "src_ofs": src_ofs}
     else:
         source = {"value": spec.src}
     cls = LearnMatch if isinstance(spec, ofpp.NXFlowSpecMatch) else LearnLoad
-    return cls(dst=_field_name(dst), n_bits=spec.n_bits, dst_ofs=dst_ofs, **source)
+    return cls(dst=field_name(dst), n_bits=spec.n_bits, dst_ofs=dst_ofs, **source)
 
 
 def decode_instructions(insts: Iterable[Any]) -> tuple[Action, ...]:
@@ -292,7 +294,7 @@ def decode_instructions(insts: Iterable[Any]) -> tuple[Action, ...]:
 
 
 def decode_match(match: Any) -> Match:
-    return Match(**{_field_name(name): value for name, value in match._fields2})
+    return Match(**{field_name(name): value for name, value in match._fields2})
 
 
 def decode_flow_stats(stats: Any, bridge_cookie: int | None = None) -> Flow:

@@ -70,6 +70,7 @@ IPV4_FIELDS = frozenset(
     {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"}
 )
 IPV6_FIELDS = frozenset({"ipv6_src", "ipv6_dst", "ipv6_nd_target"})
+_ADDRESS_FIELDS = MAC_FIELDS | IPV4_FIELDS | IPV6_FIELDS
 
 MatchValue: TypeAlias = int | str | tuple[int, int] | tuple[str, str]
 
@@ -221,6 +222,13 @@ class SetField:
 
     field: str
     value: int | str
+
+    def __post_init__(self) -> None:
+        # normalised like a match value, so a pipeline's SetField equals the one the switch reports
+        if self.field in _ADDRESS_FIELDS and isinstance(self.value, str):
+            normalised = _normalised(self.field, self.value)
+            if isinstance(normalised, str):
+                object.__setattr__(self, "value", normalised)
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from aovs.openflow import codec
 from aovs.openflow.bundle import commit_bundle
 from aovs.openflow.channel import ChannelEvent, Connected, OpenFlowChannel
 from aovs.openflow.errors import BundleError, ChannelClosedError, OpenFlowError
+from aovs.openflow.flow_stats import FlowStatsDecoder, Undecoded
 from aovs.openflow.flowmod_cache import FlowModCache
 from aovs.openflow.flows import Flow, Match
 from aovs.openflow.messages import DATAPATH
@@ -111,6 +112,7 @@ class FlowReconciler:
         self.bundle_timeout = bundle_timeout
         self.dump_timeout = dump_timeout
         self.cache = FlowModCache(cookie)
+        self._decoder = FlowStatsDecoder(cookie)
         self.flowmods_sent = 0
         self.bundles_committed = 0
         self.resyncs = 0
@@ -247,19 +249,19 @@ class FlowReconciler:
             codec.ALL_ONES_64,
             ofpp.OFPMatch(),
         )
-        stats = await self.channel.multipart(request, within=self.dump_timeout)
+        replies = await self.channel.multipart_unparsed(request, within=self.dump_timeout)
         installed: dict[FlowKey, Flow] = {}
         opaque: set[FlowKey] = set()
-        for entry in stats:
-            try:
-                flow = codec.decode_flow_stats(entry, self.cookie)
-            except (codec.UnsupportedFlowError, ValueError) as exc:
-                placeholder = self._placeholder(entry, exc)
-                if placeholder is None:
-                    continue
-                opaque.add(placeholder.key)
-                flow = placeholder
-            installed[flow.key] = flow
+        for reply in replies:
+            for item in self._decoder.decode_reply(reply):
+                if isinstance(item, Undecoded):
+                    placeholder = self._placeholder(item.stats, item.error)
+                    if placeholder is None:
+                        continue
+                    opaque.add(placeholder.key)
+                    item = placeholder
+                installed[item.key] = item
+            await asyncio.sleep(0)  # one reply (~400 flows) at a time: the loop stays live
         self._installed = installed
         self._opaque = opaque
         self._dumped_on = connection
