@@ -3,6 +3,11 @@
 Off the critical path: the agent marks and moves on; one task sends what accumulated (downs
 before ups, in calls of ``batch_size``), and gives failed calls back to the queue to be sent
 again after a pause, so a slow or absent neutron-server delays reports, never the dataplane.
+
+A call that timed out may still be applied by the server later, after the newer reports that
+followed it (a slow server worker), leaving a wired port DOWN or a gone one UP: once calls go
+through again, the devices of such calls are reported once more, with their latest state, when
+any such late call must have landed (the longest RPC timeout later).
 """
 
 from __future__ import annotations
@@ -32,8 +37,12 @@ class DeviceReporter:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self.latest: dict[str, bool] = {}  # device -> the last state asked for (True: up)
+        self._in_doubt: set[str] = set()  # devices of calls that failed: maybe applied late
+        self._reassert: asyncio.Task[None] | None = None
 
     def report(self, device: str, up: bool) -> None:
+        self.latest[device] = up
         if up:
             self.queue.up(device)
         else:
@@ -46,6 +55,8 @@ class DeviceReporter:
             self._task = asyncio.create_task(self._run(), name="aovs-device-reporter")
 
     async def stop(self) -> None:
+        if self._reassert is not None:
+            self._reassert.cancel()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -71,8 +82,11 @@ class DeviceReporter:
                                 extra={"up": len(batch.up), "down": len(batch.down),
                                        "error": exc})  # fmt: skip
                     self.queue.give_back(batch)
+                    self._in_doubt.update(batch.up, batch.down)
                     failed = True
                     continue
+                if self._in_doubt and (self._reassert is None or self._reassert.done()):
+                    self._reassert = asyncio.create_task(self._reassert_later())
                 self.sent_up += len(batch.up)
                 self.sent_down += len(batch.down)
                 retry_up = set(result.failed_devices_up)
@@ -87,3 +101,9 @@ class DeviceReporter:
                 self._wake.set()
             else:
                 self._idle.set()
+
+    async def _reassert_later(self) -> None:
+        await asyncio.sleep(self.api.timeouts.maximum)
+        doubtful, self._in_doubt = self._in_doubt, set()
+        for device in sorted(doubtful):
+            self.report(device, self.latest[device])
