@@ -57,6 +57,10 @@ class OVSSandbox:
 
     directory: Path
     bridges_created: list[str] = field(default_factory=list)
+    # True: vxlan/gre ports are real tunnel vports (``--enable-dummy``, as OVS's own tunnel tests
+    # run). False: ``--enable-dummy=override`` makes every netdev type, tunnels included, a plain
+    # dummy port, which also lets ``datapath_type=system`` bridges work without a kernel module.
+    tunnels: bool = False
 
     def __post_init__(self) -> None:
         self.directory = Path(self.directory).absolute()
@@ -171,7 +175,7 @@ class OVSSandbox:
         self.run(
             "ovs-vswitchd",
             self.ovsdb_connection,
-            "--enable-dummy=override",
+            "--enable-dummy" if self.tunnels else "--enable-dummy=override",
             "--disable-system",
             "--disable-system-route",
             f"--unixctl={self.directory / 'ovs-vswitchd.ctl'}",
@@ -181,6 +185,11 @@ class OVSSandbox:
             "--no-chdir",
         )
         self._wait_for(lambda: (self.directory / "ovs-vswitchd.ctl").exists(), "ovs-vswitchd")
+
+    def kernel_style_tunnels(self, bridge: str) -> None:
+        """Traces show ``set(tunnel(tun_id=..,dst=..)),<port>`` instead of failing native
+        tunnelling's route lookup (a sandbox has no routes). Needs ``tunnels=True``."""
+        self.appctl("dpif/set-dp-features", bridge, "tnl_push_pop", "false")
 
     def add_physical_bridge(self, bridge: str, uplink: str | None = None) -> str:
         """A physical bridge with a dummy uplink port (``<bridge>-uplink`` by default)."""

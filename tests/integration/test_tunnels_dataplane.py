@@ -109,29 +109,8 @@ def local_vlan(sandbox: OVSSandbox, tap: str) -> int:
     return int(sandbox.vsctl("get", "Port", tap, "tag"))
 
 
-class TunnelSandbox(OVSSandbox):
-    """A sandbox whose vxlan/gre ports are real tunnel vports: ``--enable-dummy`` without
-    ``=override`` (which makes every netdev type, tunnels included, a plain dummy port), as
-    OVS's own tunnel tests run it."""
-
-    def start_vswitchd(self) -> None:
-        if self.is_running("ovs-vswitchd"):
-            return
-        self.run("ovs-vswitchd", self.ovsdb_connection, "--enable-dummy", "--disable-system",
-                 "--disable-system-route", f"--unixctl={self.directory / 'ovs-vswitchd.ctl'}",
-                 f"--pidfile={self.directory / 'ovs-vswitchd.pid'}",
-                 f"--log-file={self.directory / 'ovs-vswitchd.log'}",
-                 "--detach", "--no-chdir")  # fmt: skip
-        self._wait_for(lambda: (self.directory / "ovs-vswitchd.ctl").exists(), "ovs-vswitchd")
-
-    def kernel_style_tunnels(self) -> None:
-        """Traces show ``set(tunnel(tun_id=..,dst=..)),<port>`` instead of failing native
-        tunnelling's route lookup (there are no routes in a sandbox)."""
-        self.appctl("dpif/set-dp-features", "br-int", "tnl_push_pop", "false")
-
-
-def tunnel_sandbox(prefix: str) -> Iterator[TunnelSandbox]:
-    sandbox = TunnelSandbox(Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")))
+def tunnel_sandbox(prefix: str) -> Iterator[OVSSandbox]:
+    sandbox = OVSSandbox(Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")), tunnels=True)
     sandbox.start()
     try:
         yield sandbox
@@ -140,12 +119,12 @@ def tunnel_sandbox(prefix: str) -> Iterator[TunnelSandbox]:
 
 
 @pytest.fixture
-def host_a() -> Iterator[TunnelSandbox]:
+def host_a() -> Iterator[OVSSandbox]:
     yield from tunnel_sandbox("aovs-ta-")
 
 
 @pytest.fixture
-def host_b() -> Iterator[TunnelSandbox]:
+def host_b() -> Iterator[OVSSandbox]:
     yield from tunnel_sandbox("aovs-tb-")
 
 
@@ -159,7 +138,7 @@ async def wired(agent: Agent, *devices: str) -> AsyncIterator[None]:
 
 
 async def test_two_hosts_flood_over_vxlan_and_gre_and_receive_on_the_local_vlan(
-    host_a: TunnelSandbox, host_b: TunnelSandbox, rabbit_vhost: str
+    host_a: OVSSandbox, host_b: OVSSandbox, rabbit_vhost: str
 ) -> None:
     a, b = host_a, host_b
     async with (
@@ -186,7 +165,7 @@ async def test_two_hosts_flood_over_vxlan_and_gre_and_receive_on_the_local_vlan(
                          "out_key=flow", 'df_default="true"'):  # fmt: skip
             assert expected in options
         await agent_a.settled()
-        a.kernel_style_tunnels()
+        a.kernel_style_tunnels("br-int")
 
         # a broadcast from the VM leaves on every remote endpoint with the network's VNI
         out = datapath_actions(trace(a, "br-int", f"in_port={ofport(a, 'tapa')},"
@@ -228,7 +207,7 @@ def l2pop_fdb(*entries: list[str], agent_ip: str = IP_C) -> dict[str, Any]:
 
 
 async def test_l2population_unicast_arp_responder_and_restarts(
-    host_a: TunnelSandbox, rabbit_vhost: str
+    host_a: OVSSandbox, rabbit_vhost: str
 ) -> None:
     a = host_a
     cfg = config(a, rabbit_vhost, "compute-a", IP_A, l2_population=True, arp_responder=True)
@@ -243,7 +222,7 @@ async def test_l2population_unicast_arp_responder_and_restarts(
             await sim.notify_add_fdb_entries(l2pop_fdb(list(REMOTE)), host="compute-a")
             await wait_until(lambda: tunnel_ports(a) == {vx(IP_C)}, what="C's port")
             await agent.settled()
-            a.kernel_style_tunnels()
+            a.kernel_style_tunnels("br-int")
             await wait_until(lambda: bool([f for f in a.dump_flows("br-tun", "table=21")
                                            if REMOTE[1] in f]), what="ARP entry")  # fmt: skip
 
