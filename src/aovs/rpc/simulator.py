@@ -71,7 +71,11 @@ class NeutronServerSimulator:
         self.networks: dict[str, Network] = dict(topology.networks)
         self.security_groups = dict(topology.security_groups)
         self.ports: dict[str, Port] = {port.port_id: port for port in topology.ports}
-        self.tunnels: dict[str, Tunnel] = {t.ip_address: t for t in topology.tunnels}
+        # Endpoints per tunnel type, as ML2's type drivers keep them (one endpoints table per
+        # type); the topology's endpoints (type None) answer for every type.
+        self.tunnels: dict[tuple[str, str | None], Tunnel] = {
+            (t.ip_address, None): t for t in topology.tunnels
+        }
         # fault switches (see also the ``answering`` property)
         self._answering = asyncio.Event()
         self._answering.set()
@@ -275,16 +279,22 @@ class NeutronServerSimulator:
 
     def tunnel_sync(self, tunnel_ip: str, tunnel_type: str | None, host: str | None) -> bool:
         """Record the endpoint; True when it is new (so other agents must be told)."""
-        known = self.tunnels.get(tunnel_ip)
-        self.tunnels[tunnel_ip] = Tunnel(ip_address=tunnel_ip, host=host)
+        known = self.tunnels.get((tunnel_ip, tunnel_type)) or self.tunnels.get((tunnel_ip, None))
+        self.tunnels[(tunnel_ip, tunnel_type)] = Tunnel(ip_address=tunnel_ip, host=host)
         return known is None or known.host != host
 
     def tunnels_reply(self, tunnel_type: str | None) -> dict[str, Any]:
         udp_port = VXLAN_UDP_PORT if tunnel_type == "vxlan" else None
+        endpoints: dict[str, Tunnel] = {}
+        for (ip, kind), tunnel in self.tunnels.items():
+            if kind is not None and kind == tunnel_type:
+                endpoints[ip] = tunnel  # this type's own registration wins
+            elif kind is None:
+                endpoints.setdefault(ip, tunnel)
         return {
             "tunnels": [
                 {"ip_address": t.ip_address, "udp_port": udp_port, "host": t.host}
-                for t in self.tunnels.values()
+                for t in endpoints.values()
             ]
         }
 
