@@ -186,8 +186,10 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         storm = await _scenario(progress, "reboot_storm", results,
                                 lambda: scenarios.reboot_storm(session))  # fmt: skip
         storm_limit = await _limit_of_current_dump(session) if storm else limit
-        await _scenario(progress, "single_reboot", results,
-                        lambda: scenarios.single_reboots(session, args.reboots))  # fmt: skip
+        reboots = functools.partial(
+            scenarios.single_reboots, session, args.reboots, args.reboot_budget
+        )
+        await _scenario(progress, "single_reboot", results, reboots)
         await _scenario(progress, "snapshot_restore", results,
                         lambda: scenarios.snapshot_restore(session))  # fmt: skip
     finally:
@@ -329,6 +331,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick",
         action=argparse.BooleanOptionalAction,
         help="CI-sized run: results-quick.*, no scaling (default: when ports < 1000)",
+    )
+    option(
+        "--reboot-budget",
+        type=float,
+        default=300.0,
+        help="seconds the single reboots may take in all (default 300; fewer reboots then)",
     )
     option("--no-scaling", action="store_true", help="skip scenario 7 (scaling)")
     option(
