@@ -70,10 +70,10 @@ class DeviceReporter:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            failed = False
+            retry: list[ReportBatch] = []  # oldest first
             for batch in self.queue.take(self.batch_size):
-                if failed:
-                    self.queue.give_back(batch)
+                if retry:
+                    retry.append(batch)
                     continue
                 try:
                     result = await self.api.update_device_list(up=batch.up, down=batch.down)
@@ -81,19 +81,22 @@ class DeviceReporter:
                     LOG.warning("device report failed; will retry",
                                 extra={"up": len(batch.up), "down": len(batch.down),
                                        "error": exc})  # fmt: skip
-                    self.queue.give_back(batch)
+                    retry.append(batch)
                     self._in_doubt.update(batch.up, batch.down)
-                    failed = True
                     continue
                 if self._in_doubt and (self._reassert is None or self._reassert.done()):
                     self._reassert = asyncio.create_task(self._reassert_later())
                 self.sent_up += len(batch.up)
                 self.sent_down += len(batch.down)
-                retry_up = set(result.failed_devices_up)
-                retry_down = set(result.failed_devices_down)
+                retry_up = tuple(result.failed_devices_up)
+                retry_down = tuple(result.failed_devices_down)
                 if retry_up or retry_down:
-                    self.queue.give_back(ReportBatch(up=tuple(retry_up), down=tuple(retry_down)))
-                    failed = True
+                    retry.append(ReportBatch(up=retry_up, down=retry_down))
+            # newest first: a VM reboot's UP (taken after its DOWN) must not be dropped as
+            # superseded by its own DOWN given back before it
+            for batch in reversed(retry):
+                self.queue.give_back(batch)
+            failed = bool(retry)
             if failed:
                 await asyncio.sleep(self.retry_delay)
                 self._wake.set()
