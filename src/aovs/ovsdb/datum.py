@@ -135,7 +135,11 @@ def diff_applier(column: ColumnType) -> DiffApplier:
         as_set = decoder(ColumnType(column.key, None, 0, 2))
 
         def optional(old: Any, raw: Any) -> Any:
-            members = (frozenset() if old is None else frozenset((old,))) ^ as_set(raw)
+            # ovsdb-server 3.1 sends an optional column's NEW value (5 -> 6 is ``6``, 5 -> none
+            # is ``["set", []]``), not the symmetric difference; accept both forms (an unchanged
+            # column is never sent, so a lone ``old`` is the symmetric form of a removal)
+            given = as_set(raw)
+            members = given - {old} if old in given else given
             if len(members) > 1:
                 raise ProtocolError(
                     f"diff leaves more than one value in an optional column: {raw!r}"

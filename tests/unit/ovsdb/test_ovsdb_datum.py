@@ -138,6 +138,14 @@ def test_optional_diff(old: int | None, new: int | None) -> None:
     assert diff_applier(OPTIONAL_INT)(old, _set_diff(as_set(old), as_set(new))) == new
 
 
+def test_optional_diff_as_ovsdb_server_sends_it() -> None:
+    """Measured on ovsdb-server 3.1 (Port.tag 5 -> 6 -> none): the new value, not a diff."""
+    apply = diff_applier(OPTIONAL_INT)
+    assert apply(5, 6) == 6
+    assert apply(5, ["set", []]) is None
+    assert apply(None, 7) == 7
+
+
 @given(st.frozensets(uuids, max_size=5), st.frozensets(uuids, max_size=5))
 def test_set_diff(old: frozenset[Uuid], new: frozenset[Uuid]) -> None:
     if old != new:
