@@ -134,6 +134,8 @@ class AgentCore:
         self._reported: dict[str, bool] = {}  # device -> last report made (True = up)
         self._removed: dict[str, tuple[PortState, int | None]] = {}
         self._state_changed = False
+        # snapshot ports not yet matched against OVSDB's rows (see ``flush``)
+        self._restored: set[str] | None = None
         self._ensure_ledgers()
 
     # -- what OVSDB says ------------------------------------------------------------------
@@ -323,7 +325,9 @@ class AgentCore:
     ) -> None:
         """Prime the caches from the snapshot: unconfirmed, used to wire before the server
         answers; OVSDB's Port rows win over the snapshot's VLANs (call recover_vlans first)."""
+        self._restored = set()
         for item in details:
+            self._restored.add(item.device)
             self.details.setdefault(item.device, CachedDetails(item, confirmed=False))
             self.device_groups.setdefault(item.device, item.security_groups)
         self.vlans.remember(local_vlans.items())
@@ -353,6 +357,12 @@ class AgentCore:
         rest stay dirty, see :attr:`has_dirty_ports`) so that a burst of thousands of ports is
         committed in slices and the event loop stays responsive between them."""
         plan = Plan()
+        if self._restored is not None:
+            # the first flush after the restore, with OVSDB's rows applied: a port of the
+            # snapshot that is gone was unplugged while we were down (or its DOWN never went)
+            for device in sorted(self._restored - self.ports.keys()):
+                self._report(device, up=False)
+            self._restored = None
         filtered_before = dict(self._filtered) if self._dirty_ports else self._filtered
         if self._topology_dirty:
             self._flush_topology()
