@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 CHUNK = 65536
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
 @dataclass
@@ -72,7 +75,7 @@ class SocketProxy:
                 pair.close()
         return len(pairs)
 
-    def _handler(self, name: str):  # type: ignore[no-untyped-def]
+    def _handler(self, name: str) -> Handler:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             self.accepted[name] += 1
             try:
