@@ -73,7 +73,7 @@ def latency_plot(samples_ms: Mapping[str, Sequence[float]], ports: int, path: Pa
     axis.set_ylabel("fraction of reboots")
     axis.set_title(f"single VM reboot latency, {ports} ports on the host")
     axis.grid(True, which="both", alpha=0.3)
-    axis.legend(fontsize=8, loc="upper left")
+    axis.legend(fontsize=8, loc="best")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -29,6 +29,8 @@ def times(value: float | None) -> str:
 
 
 def _verdict(details: Mapping[str, Any]) -> str:
+    if "error" in details:
+        return f"FAILED: {details['error']}"
     check = details.get("verified")
     if not isinstance(check, Mapping):
         return DASH
@@ -39,6 +41,8 @@ def _verdict(details: Mapping[str, Any]) -> str:
 
 
 def _headline(result: ScenarioResult) -> str:
+    if "error" in result.details:
+        return "failed"
     if result.name == "agent_restart":
         flowmods = result.details.get("flowmods")
         lost = result.details.get("lost_packets")

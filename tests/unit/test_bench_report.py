@@ -75,3 +75,9 @@ def test_render_states_vlan_only_and_lists_targets() -> None:
     assert "| cold_boot | wall time | <= 3 s | 4 s (1.3x the target) | **no** |" in text
     assert "## Scaling" in text and "| 100 | 3000 | 1 |" in text
     assert "- a note" in text
+
+
+def test_a_failed_scenario_says_so_in_its_row() -> None:
+    results = {"reboot_storm": ScenarioResult("reboot_storm", details={"error": "flows late"})}
+    (row,) = scenario_table(results)[2:]
+    assert "| failed |" in row and "FAILED: flows late" in row
