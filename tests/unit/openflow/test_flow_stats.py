@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import struct
 from typing import Any
 
 import pytest
 from flow_strategies import flows
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
@@ -200,3 +201,22 @@ def test_a_truncated_entry_is_a_protocol_error() -> None:
     struct.pack_into("!H", bad_length, 0, 8)
     with pytest.raises(ProtocolError):
         FlowStatsDecoder(COOKIE).decode_reply(reply([bytes(bad_length)]))
+
+
+hextets = st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xFE80, 0x0A01]) | st.integers(0, 0xFFFF)
+
+
+@SETTINGS
+@given(st.lists(hextets, min_size=8, max_size=8))
+@example([0, 0, 0, 0, 0, 0xFFFF, 0x0102, 0x0304])  # ::ffff:1.2.3.4 to inet_ntop
+@example([0, 0, 0, 0, 0, 0, 0x0102, 0x0304])  # ::1.2.3.4 to inet_ntop
+@example([1, 0, 0, 1, 0, 0, 1, 0])  # two equal zero runs: the first is compressed
+def test_ipv6_addresses_are_written_like_ipaddress_writes_them(words: list[int]) -> None:
+    """Zero runs, ties between runs, embedded-IPv4 shapes (::ffff:a.b.c.d): inet_ntop's text
+    must be the text Match stores."""
+    address = struct.pack("!8H", *words)
+    message = reply([raw_entry(bytes.fromhex("80003410") + address, OUTPUT_2)])
+    (decoded,) = FlowStatsDecoder(COOKIE).decode_reply(message)
+    assert isinstance(decoded, Flow)
+    assert decoded == osken_decoded(message, COOKIE)[0]
+    assert decoded.match.get("ipv6_src") == str(ipaddress.IPv6Address(address))
