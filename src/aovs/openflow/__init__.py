@@ -21,7 +21,9 @@ agent restart against a switch with the right flows sends nothing). Failures are
 Modules: ``flows`` (the Flow value), ``channel`` (connection, xids, echo, multipart,
 reconnect), ``bundle`` (ONF bundles, all-or-nothing), ``codec`` (os-ken reference encoder and
 the flow-stats decoder), ``fast_encoder`` (struct encoder, byte-identical to os-ken),
-``flowmod_cache``, ``reconcile``, ``ofctl_text`` (``to_ofctl`` for logs and baselines).
+``flow_stats`` (struct flow-stats decoder, equal to the os-ken path; dumps are handed over as
+raw replies and decoded a reply at a time), ``flowmod_cache``, ``reconcile``, ``ofctl_text``
+(``to_ofctl`` for logs and baselines).
 """
 
 from aovs.openflow.bundle import BundleEntry, commit_bundle
