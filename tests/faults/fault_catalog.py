@@ -155,6 +155,7 @@ OVSDB_GARBAGE: dict[str, tuple[bytes, bool]] = {  # name -> (bytes, hang up afte
 async def ovsdb_garbage(world: FaultWorld, rng: random.Random) -> Injected:
     kind = rng.choice(sorted(OVSDB_GARBAGE))
     data, hang_up = OVSDB_GARBAGE[kind]
+    await world.proxy.wait_connected(OVSDB_SOCKET)  # not while it reconnects: nobody to lie to
     sent = world.proxy.inject(OVSDB_SOCKET, data, hang_up)
     await asyncio.sleep(0.3)
     said = re.compile(r"ovsdb (connection lost|session setup failed|monitor)")
@@ -177,6 +178,7 @@ async def openflow_garbage(world: FaultWorld, rng: random.Random) -> Injected:
     kind = rng.choice(sorted(OPENFLOW_GARBAGE))
     socket = rng.choice(MGMT_SOCKETS)
     data, hang_up = OPENFLOW_GARBAGE[kind]
+    await world.proxy.wait_connected(socket)
     sent = world.proxy.inject(socket, data, hang_up)
     await asyncio.sleep(0.3)
     said = re.compile(r"OpenFlow connection lost.*(protocol error|truncated)")

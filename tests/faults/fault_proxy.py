@@ -66,6 +66,15 @@ class SocketProxy:
     def connections(self, name: str) -> int:
         return len(self._pairs[name])
 
+    async def wait_connected(self, name: str, within: float = 10.0) -> bool:
+        """Until the agent has a connection on ``name`` (it may be reconnecting)."""
+        deadline = asyncio.get_running_loop().time() + within
+        while not self._pairs[name]:
+            if asyncio.get_running_loop().time() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     def inject(self, name: str, data: bytes, hang_up: bool = False) -> int:
         """Write ``data`` to every agent connection on ``name``; how many got it."""
         pairs = list(self._pairs[name])
