@@ -16,6 +16,15 @@ from aovs.sandbox import OVSSandbox
 RABBIT_HOST = "127.0.0.1:5672"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("faults", "fault injection (tests/faults)")
+    group.addoption("--fault-seed", type=int, default=None,
+                    help="replay a fault run: the seed printed by a previous run")  # fmt: skip
+    group.addoption("--soak-seconds", type=float, default=0.0,
+                    help="run random episodes for this long (make soak) instead of the short "
+                    "seeded set; figures go to benchmarks/results/soak.json")  # fmt: skip
+
+
 def _short_tmpdir(prefix: str) -> Path:
     # unix socket paths are limited to 108 bytes: pytest's tmp_path is too long
     return Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))

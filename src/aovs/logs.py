@@ -66,5 +66,8 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("aiormq", "aio_pika", "asyncio"):
+    for noisy in ("aio_pika", "asyncio"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # aiormq logs a broker-forced close as a WARNING with a traceback; aovs.rpc already says it
+    # in one line ("broker connection lost; reconnecting"), so only aiormq's errors get through.
+    logging.getLogger("aiormq").setLevel(max(logging.ERROR, root.level))

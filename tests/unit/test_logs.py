@@ -101,3 +101,16 @@ def test_configure_logging_picks_the_format(
     assert isinstance(root.handlers[0].formatter, formatter)
     assert root.level == logging.DEBUG
     assert logging.getLogger("aio_pika").level == logging.WARNING
+
+
+def test_broker_close_is_not_a_traceback(
+    restore_root: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """aiormq reports a broker-forced close as a WARNING with a traceback: aovs.rpc already
+    logs it in one line, so only aiormq's errors pass."""
+    configure_logging("INFO", "text")
+    logging.getLogger("aiormq.connection").warning("Cancelling cause reader exited abnormally")
+    logging.getLogger("aiormq.connection").error("unexpected frame")
+    err = capsys.readouterr().err
+    assert "Cancelling" not in err
+    assert "unexpected frame" in err
