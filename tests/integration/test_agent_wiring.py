@@ -115,3 +115,30 @@ async def test_1000_ports_in_one_transaction_then_mass_reboot(
         assert core.counts()["wired"] == count
         assert all(core.ports[port_id(i)].ofport == p for i, p in new.items())
         assert len(core.ports) == count
+
+
+async def test_notifications_admin_down_and_port_delete(
+    sandbox: OVSSandbox, rabbit_vhost: str
+) -> None:
+    world = topology(4)
+    state = Path(tempfile.mkdtemp(prefix="aovs-s-"))
+    async with (
+        simulator(rabbit_vhost, world) as sim,
+        running_agent(agent_config(sandbox, rabbit_vhost, state), canary_interval=0) as agent,
+    ):
+        plug(sandbox, range(4))
+        core = agent.core
+        assert core is not None
+        await wait_until(lambda: core.counts()["wired"] == 4, what="wired")
+        down = sim.ports[port_id(1)].model_copy(update={"admin_state_up": False})
+        sim.add_port(down)
+        await sim.notify_port_update(port_id(1))
+        await wait_until(lambda: core.ports[port_id(1)].phase is PortPhase.DEAD, what="dead")
+        await agent.settled()
+        assert sandbox.vsctl("get", "Port", tap(1), "tag").strip() == "4095"
+        drop = f"priority=2,in_port={ofport(sandbox, tap(1))} actions=drop"
+        assert any(drop in flow for flow in sandbox.dump_flows("br-int"))
+        await wait_until(lambda: port_id(1) in sim.device_down_reports, what="reported down")
+        sim.remove_port(port_id(2))
+        await sim.notify_port_delete(port_id(2))
+        await wait_until(lambda: core.ports[port_id(2)].phase is PortPhase.DEAD, what="deleted")

@@ -19,6 +19,7 @@ reconnect); the canary flow in table 23 is checked now and then as a backstop.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -31,7 +32,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
 from aovs.agent.bridges import bridge_commands, patch_pairs, topology_from
-from aovs.agent.core import AgentCore, Plan, Transition
+from aovs.agent.core import DELETE_WEIGHT, AgentCore, Plan, Transition
 from aovs.agent.reporter import DeviceReporter
 from aovs.agent.snapshot import SnapshotWriter, load_snapshot, snapshot_extra
 from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
@@ -81,11 +82,10 @@ MONITORED = {
 }
 PROGRESS_EVERY = 1.0  # seconds between progress lines during long work
 BIG_BATCH = 100  # ports in flight above which progress is shown
-# Ports recomputed per flush (one bundle per bridge per slice): 25 ports are ~1.4k flows, well
-# under a second of our CPU. A VM-reboot slice also DELETEs as many flows, and ovs-vswitchd 3.1
-# spends ~2 ms per strict delete that matches a cookie shared by 40k+ flows (its cookie index),
-# so bigger slices would outlast the bundle-commit timeout.
-FLUSH_SLICE = 25
+# FlowMods per flush (deletes weighted, see AgentCore.flush): big enough that a burst costs few
+# bundles (ovs-vswitchd has a per-commit cost that grows with its ports: ~0.2 s at 1000), small
+# enough that a slice is well under a second of our CPU and of ovs-vswitchd's.
+FLOW_BUDGET = 20_000
 
 
 @dataclass
@@ -161,6 +161,12 @@ class Agent:
         self._stopping = False
         self._last_progress = 0.0
         self._idle = asyncio.Event()
+        self._plans: collections.deque[Plan] = collections.deque()
+        self._plans_ready = asyncio.Event()
+        # set once the notification consumers listen: no question goes out before, so no
+        # notification about its answer can be missed (neutron's agent orders it the same way)
+        self._rpc_ready = asyncio.Event()
+        self._plans_in_flight = 0
 
     @staticmethod
     def _firewall_from(config: AgentConfig) -> FirewallDriver:
@@ -230,9 +236,11 @@ class Agent:
             asyncio.create_task(self._pump_ovsdb(), name="aovs-ovsdb-events"),
             asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"),
             asyncio.create_task(self._loop(), name="aovs-agent-loop"),
+            asyncio.create_task(self._commit_plans(), name="aovs-agent-commits"),
             asyncio.create_task(self._watch_canary(), name="aovs-canary"),
         ]
-        self._execute_side_effects(plan)
+        self._start_fetches(plan)
+        self._after_commit(plan)
 
     async def stop(self) -> None:
         self._stopping = True
@@ -269,7 +277,8 @@ class Agent:
         async with asyncio.timeout(timeout):
             while True:
                 await asyncio.sleep(0.02)
-                if self._inbox.empty() and not self._background and self._idle.is_set():
+                quiet = self._inbox.empty() and not self._background and self._idle.is_set()
+                if quiet and self._plans_in_flight == 0:
                     core = self.core
                     if core is None or (core.details_fetch.waiting == 0
                                         and core.sg_fetch.waiting == 0):  # fmt: skip
@@ -340,6 +349,7 @@ class Agent:
         self.reporter.start()
         self._notifications = NotificationConsumer(self.transport, self.config.host)
         await self._notifications.start()
+        self._rpc_ready.set()
         self._tasks.append(asyncio.create_task(self._pump_notifications(), name="aovs-notify"))
         self._sync_tunnels()
         if self.config.agent.report_interval > 0:
@@ -465,14 +475,14 @@ class Agent:
                 self._apply(item, arrived)
             now = time.monotonic()
             core.expire(now)
-            plan = core.flush(now, max_ports=FLUSH_SLICE)
+            plan = core.flush(now, flow_budget=FLOW_BUDGET)
             if core.has_dirty_ports:
                 self._post(None)  # the next slice, after this one is committed
             self.stats.flushes += 1
-            try:
-                await self._execute(plan)
-            except Exception:  # one bad plan must not kill the agent
-                LOG.exception("plan execution failed", extra={"flows": plan.flow_changes})
+            self._start_fetches(plan)
+            self._plans_in_flight += 1
+            self._plans.append(plan)
+            self._plans_ready.set()
 
     def _apply(self, item: object, now: float) -> None:
         core = self.core
@@ -546,8 +556,27 @@ class Agent:
             self.core.set_topology(topology)
 
     # -- outputs -------------------------------------------------------------------------------
+    async def _commit_plans(self) -> None:
+        """Carry plans out one after the other (bundles in order), while the loop computes the
+        next slice: our CPU and ovs-vswitchd's work on a bundle overlap."""
+        while True:
+            while not self._plans:
+                self._plans_ready.clear()
+                await self._plans_ready.wait()
+            plan = self._plans.popleft()
+            taken = 1
+            # what piled up meanwhile goes in the same bundle, within the slice budget
+            while self._plans and _cost(plan) + _cost(self._plans[0]) <= FLOW_BUDGET:
+                plan = plan.then(self._plans.popleft())
+                taken += 1
+            try:
+                await self._execute(plan)
+            except Exception:  # one bad plan must not stop the agent
+                LOG.exception("plan execution failed", extra={"flows": plan.flow_changes})
+            finally:
+                self._plans_in_flight -= taken
+
     async def _execute(self, plan: Plan) -> None:
-        self._execute_side_effects(plan)
         work: list[Awaitable[object]] = [
             self._apply_flows(bridge, delta.remove, delta.add)
             for bridge, delta in plan.flows.items()
@@ -559,13 +588,17 @@ class Agent:
         committed = time.monotonic()
         self._log_transitions(plan.transitions, committed)
         self._progress(committed)
+        self._after_commit(plan)
 
-    def _execute_side_effects(self, plan: Plan) -> None:
-        """Fetches and reports: queued, never awaited here."""
+    def _start_fetches(self, plan: Plan) -> None:
+        """Questions to neutron-server: asked at once, answers come back through the inbox."""
         if plan.fetch_details:
             self._spawn(self._fetch_details(plan.fetch_details))
         if plan.fetch_security_groups:
             self._spawn(self._fetch_security_groups(plan.fetch_security_groups))
+
+    def _after_commit(self, plan: Plan) -> None:
+        """Reports (a port is UP only once its flows are in), snapshot, tunnel ports."""
         for device, up in plan.reports:
             self.reporter.report(device, up)
         if plan.state_changed and self._snapshot is not None:
@@ -615,12 +648,20 @@ class Agent:
         task.add_done_callback(self._background.discard)
 
     async def _fetch_details(self, devices: list[str]) -> None:
+        await self._rpc_ready.wait()
+        started = time.monotonic()
         outcomes = await self.api.get_devices_details(devices)
+        ms = (time.monotonic() - started) * 1e3
+        LOG.debug("device details answered", extra={"devices": len(devices), "ms": ms})
         self._post(_Details(tuple(devices), outcomes))
 
     async def _fetch_security_groups(self, devices: list[str]) -> None:
+        await self._rpc_ready.wait()
+        started = time.monotonic()
         try:
             info: Any = await self.api.security_group_info_for_devices(devices)
+            LOG.debug("security group info answered", extra={"devices": len(devices),
+                      "ms": (time.monotonic() - started) * 1e3})  # fmt: skip
         except (RpcError, ValueError) as exc:
             LOG.warning("security group info failed; retrying",
                         extra={"devices": len(devices), "error": exc})  # fmt: skip
@@ -650,6 +691,11 @@ class Agent:
             return
         self._last_progress = now
         LOG.info("progress", extra={"waiting_for_details": waiting, **core.counts()})
+
+
+def _cost(plan: Plan) -> int:
+    """A plan's weight against FLOW_BUDGET (deletes cost ovs-vswitchd more, see core)."""
+    return sum(len(d.add) + DELETE_WEIGHT * len(d.remove) for d in plan.flows.values())
 
 
 def _port_commands(name: str, config: PortConfig) -> list[Command]:

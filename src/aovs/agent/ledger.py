@@ -31,6 +31,14 @@ class FlowDelta:
     def __len__(self) -> int:
         return len(self.remove) + len(self.add)
 
+    def then(self, later: FlowDelta) -> FlowDelta:
+        """This delta followed by ``later``, as one: a flow added then removed cancels out."""
+        later_keys = {flow.key for flow in later.add}
+        add = (self.add - later.remove) | later.add
+        remove = ((self.remove - later.add) | (later.remove - self.add)) - add
+        return FlowDelta(remove=frozenset(f for f in remove if f.key not in later_keys),
+                         add=frozenset(add))  # fmt: skip
+
 
 class FlowLedger:
     """One bridge's desired flows, by owner."""
@@ -68,6 +76,11 @@ class FlowLedger:
             self._unref(flow)
         for flow in new - old:
             self._ref(flow, owner)
+
+    @property
+    def pending(self) -> tuple[int, int]:
+        """(adds, removes) accumulated since the last take_delta."""
+        return len(self._added), len(self._removed)
 
     def take_delta(self) -> FlowDelta:
         added_keys = {flow.key for flow in self._added}
