@@ -672,7 +672,7 @@ class Agent:
     def _log_transitions(self, transitions: list[Transition], committed: float) -> None:
         for t in transitions:
             ms = (committed - t.started) * 1e3
-            if t.phase is PortPhase.WIRED and t.ofport is not None:
+            if t.phase is PortPhase.WIRED and t.flows_changed:
                 self.stats.commit_latencies_ms.append(ms)
             level = logging.WARNING if t.phase is PortPhase.FAILED else logging.INFO
             extra: dict[str, Any] = {"iface_id": t.iface_id, "ofport": t.ofport,

@@ -23,6 +23,7 @@ Port lifecycle (keyed by iface-id, see :mod:`aovs.agent.state`):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ class Transition:
     started: float
     reason: str = ""
     name: str | None = None
+    flows_changed: bool = False  # its flows are in this plan's bundle (latency is measured)
 
 
 @dataclass
@@ -632,7 +634,9 @@ class AgentCore:
             if port_plan is not None
             else {}
         )
+        before = [ledger.flows_of(owner) for ledger in self.ledgers.values()]
         self._replace(owner, flows)
+        changed = before != [ledger.flows_of(owner) for ledger in self.ledgers.values()]
         filtered = port_plan.filtered() if port_plan is not None else None
         if filtered is None:
             self._filtered.pop(iface_id, None)
@@ -647,7 +651,8 @@ class AgentCore:
                 plan.port_configs[name] = config
                 self._config_sent[name] = sent
         if port.notes:
-            plan.transitions.append(self._transition(port, " ".join(port.notes), None))
+            transition = self._transition(port, " ".join(port.notes), None)
+            plan.transitions.append(dataclasses.replace(transition, flows_changed=changed))
             port.notes.clear()
 
     def _port_config(self, port: PortState) -> PortConfig | None:
