@@ -77,9 +77,6 @@ async def test_ports_are_wired_reported_and_rebooted(
         assert port_id(3) in sim.device_down_reports
 
 
-# 1000 rebooted at once works (see benchmarks/bench_reboot.py) but costs ~2 ms per flow delete
-# in ovs-vswitchd while every aovs flow shares one cookie (strict deletes walk the cookie index):
-# ~100 s for 1000 VMs. Until the reconciler's deletes stop masking the cookie, CI reboots 50.
 REBOOTED_AT_ONCE = 50
 
 

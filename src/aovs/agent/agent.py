@@ -32,7 +32,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
 from aovs.agent.bridges import bridge_commands, patch_pairs, topology_from
-from aovs.agent.core import DELETE_WEIGHT, AgentCore, Plan, Transition
+from aovs.agent.core import AgentCore, Plan, Transition
 from aovs.agent.reporter import DeviceReporter
 from aovs.agent.snapshot import SnapshotWriter, load_snapshot, snapshot_extra
 from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
@@ -82,7 +82,7 @@ MONITORED = {
 }
 PROGRESS_EVERY = 1.0  # seconds between progress lines during long work
 BIG_BATCH = 100  # ports in flight above which progress is shown
-# FlowMods per flush (deletes weighted, see AgentCore.flush): big enough that a burst costs few
+# FlowMods per flush (see AgentCore.flush): big enough that a burst costs few
 # bundles (ovs-vswitchd has a per-commit cost that grows with its ports: ~0.2 s at 1000), small
 # enough that a slice is well under a second of our CPU and of ovs-vswitchd's.
 FLOW_BUDGET = 20_000
@@ -694,8 +694,8 @@ class Agent:
 
 
 def _cost(plan: Plan) -> int:
-    """A plan's weight against FLOW_BUDGET (deletes cost ovs-vswitchd more, see core)."""
-    return sum(len(d.add) + DELETE_WEIGHT * len(d.remove) for d in plan.flows.values())
+    """A plan's weight against FLOW_BUDGET."""
+    return sum(len(d.add) + len(d.remove) for d in plan.flows.values())
 
 
 def _port_commands(name: str, config: PortConfig) -> list[Command]:

@@ -57,9 +57,6 @@ from aovs.rpc.server_replies import (
 LOG = logging.getLogger(__name__)
 
 DEFAULT_UNPLUG_GRACE = 1.0
-# ovs-vswitchd 3.1 spends ~10x longer on a strict delete than on an add while every aovs flow
-# shares one cookie (it walks its cookie index), so a slice's budget counts deletes heavier.
-DELETE_WEIGHT = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,10 +376,10 @@ class AgentCore:
     def flush(
         self, now: float, max_ports: int | None = None, flow_budget: int | None = None
     ) -> Plan:
-        """Recompute the dirty owners. With ``max_ports`` or ``flow_budget`` (FlowMods, a
-        delete counting DELETE_WEIGHT), stop after the port that exhausts it: the rest stay
-        dirty (see :attr:`has_dirty_ports`), so a burst of thousands of ports is committed in
-        slices and the event loop stays responsive between them. A port is never split."""
+        """Recompute the dirty owners. With ``max_ports`` or ``flow_budget`` (FlowMods), stop
+        after the port that exhausts it: the rest stay dirty (see :attr:`has_dirty_ports`), so
+        a burst of thousands of ports is committed in slices and the event loop stays
+        responsive between them. A port is never split."""
         plan = Plan()
         if self._restored is not None:
             # the first flush after the restore, with OVSDB's rows applied: a port of the
@@ -424,7 +421,7 @@ class AgentCore:
         cost = 0
         for ledger in self.ledgers.values():
             adds, removes = ledger.pending
-            cost += adds + DELETE_WEIGHT * removes
+            cost += adds + removes
         return cost
 
     @property

@@ -32,12 +32,14 @@ class FlowDelta:
         return len(self.remove) + len(self.add)
 
     def then(self, later: FlowDelta) -> FlowDelta:
-        """This delta followed by ``later``, as one: a flow added then removed cancels out."""
-        later_keys = {flow.key for flow in later.add}
-        add = (self.add - later.remove) | later.add
-        remove = ((self.remove - later.add) | (later.remove - self.add)) - add
-        return FlowDelta(remove=frozenset(f for f in remove if f.key not in later_keys),
-                         add=frozenset(add))  # fmt: skip
+        """This delta followed by ``later``, as one, by OpenFlow key: a later add or remove of
+        a key supersedes an earlier add of it (an add replaces the rule with that key), and a
+        removal is kept only for keys the combined delta does not add."""
+        later_keys = {flow.key for flow in later.add} | {flow.key for flow in later.remove}
+        add = {flow for flow in self.add if flow.key not in later_keys} | later.add
+        added_keys = {flow.key for flow in add}
+        remove = {flow for flow in self.remove | later.remove if flow.key not in added_keys}
+        return FlowDelta(remove=frozenset(remove), add=frozenset(add))
 
 
 class FlowLedger:

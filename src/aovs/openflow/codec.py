@@ -157,15 +157,17 @@ def instructions(actions: Sequence[Action]) -> list[Any]:
 def flow_mod(flow: Flow, command: int, cookie: int) -> Any:
     """The os-ken OFPFlowMod for ``flow``; ``cookie`` is stamped when ``flow.cookie`` is 0.
 
-    Strict modify and delete match the cookie too (cookie_mask all ones), so they never touch
-    a flow some other controller owns under the same key.
+    Strict modify and delete do NOT match the cookie (cookie_mask 0): with a cookie mask,
+    ovs-vswitchd 3.1 walks every rule sharing that cookie for each one (all of a bridge's aovs
+    flows share it): 2000 strict deletes among 60k flows took 5.1 s, against 0.04 s by exact
+    key alone. The exact key already names one rule, and the reconciler only modifies or
+    deletes keys it installed or dumped under its own cookie.
     """
     stamped = flow.cookie or cookie
-    strict = command in (MODIFY_STRICT, DELETE_STRICT)
     return ofpp.OFPFlowMod(
         DATAPATH,
         cookie=stamped,
-        cookie_mask=ALL_ONES_64 if strict else 0,
+        cookie_mask=0,
         table_id=flow.table,
         command=command,
         idle_timeout=flow.idle_timeout,

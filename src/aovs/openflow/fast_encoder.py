@@ -193,7 +193,6 @@ class FastEncoder:
 
     def encode(self, flow: Flow, command: int, cookie: int, xid: int = 0) -> bytes:
         """The FlowMod bytes os-ken would produce for ``codec.flow_mod(flow, command, cookie)``."""
-        strict = command in (codec.MODIFY_STRICT, codec.DELETE_STRICT)
         try:
             match = self.match_bytes(flow.match.fields)
             insts = b"" if command == codec.DELETE_STRICT else self.instruction_bytes(flow.actions)
@@ -207,7 +206,7 @@ class FastEncoder:
             FLOW_MOD_HEAD.size + len(match) + len(insts),
             xid,
             flow.cookie or cookie,
-            codec.ALL_ONES_64 if strict else 0,
+            0,  # cookie_mask: see codec.flow_mod
             flow.table,
             command,
             flow.idle_timeout,

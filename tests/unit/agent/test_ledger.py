@@ -1,7 +1,10 @@
 from __future__ import annotations
 
-from aovs.agent.ledger import FlowLedger
-from aovs.openflow.flows import Flow, Match, normal
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aovs.agent.ledger import FlowDelta, FlowLedger
+from aovs.openflow.flows import Flow, Match, Output, SetField, normal
 
 A = Flow(0, 5, Match(in_port=1))
 B = Flow(0, 5, Match(in_port=2))
@@ -38,3 +41,50 @@ def test_same_key_new_actions_is_an_add_only() -> None:
     delta = ledger.take_delta()
     assert delta.add == {changed} and delta.remove == frozenset()
     assert ledger.desired() == {changed}
+
+
+# -- merging queued deltas (plans that piled up go out as one bundle) ---------------------------
+def _flow(key: int, action: int) -> Flow:
+    return Flow(60, 90, Match(reg5=key), (SetField("reg6", action), Output(1)))
+
+
+def _apply(installed: dict[tuple[int, int, Match], Flow], delta: FlowDelta) -> None:
+    """What the switch does with a delta: strict deletes by key, then adds replace by key."""
+    keys = {flow.key for flow in delta.add}
+    if len(keys) != len(delta.add):
+        raise AssertionError("two adds with one key")
+    for flow in delta.remove:
+        installed.pop(flow.key, None)
+    for flow in delta.add:
+        installed[flow.key] = flow
+
+
+def test_a_later_add_of_a_key_replaces_an_earlier_one() -> None:
+    # a VM reboot seen in two slices: its flows with the old ofport, then the new one (the
+    # ledger leaves the old flow's removal to the add that replaces it)
+    first = FlowDelta(remove=frozenset(), add=frozenset({_flow(1, 815)}))
+    second = FlowDelta(remove=frozenset(), add=frozenset({_flow(1, 1042)}))
+    merged = first.then(second)
+    assert merged.add == {_flow(1, 1042)} and not merged.remove
+
+
+deltas = st.builds(
+    lambda rm, ad: FlowDelta(
+        remove=frozenset(_flow(k, a) for k, a in rm.items()),
+        add=frozenset(_flow(k, a) for k, a in ad.items()),
+    ),
+    st.dictionaries(st.integers(0, 5), st.integers(0, 2), max_size=4),
+    st.dictionaries(st.integers(0, 5), st.integers(0, 2), max_size=4),
+)
+
+
+@given(st.dictionaries(st.integers(0, 5), st.integers(0, 2)), deltas, deltas)
+def test_merged_delta_does_what_the_two_do_in_turn(
+    start: dict[int, int], first: FlowDelta, second: FlowDelta
+) -> None:
+    one_by_one = {(f.key): f for f in (_flow(k, a) for k, a in start.items())}
+    merged_state = dict(one_by_one)
+    _apply(one_by_one, first)
+    _apply(one_by_one, second)
+    _apply(merged_state, first.then(second))
+    assert merged_state == one_by_one
