@@ -131,10 +131,13 @@ class Connection:
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
-            self._abandoned.append(request_id)
             raise TimeoutError(f"{self.name}: no reply to {method} within {timeout}s") from None
         finally:
             self._pending.pop(request_id, None)
+            if future.cancelled() or not future.done():
+                # timed out, or the caller was cancelled (an outer timeout): the reply may still
+                # come, and is no reason to reset the session
+                self._abandoned.append(request_id)
 
     # -- receiving --------------------------------------------------------------------------
     async def run(self) -> str:

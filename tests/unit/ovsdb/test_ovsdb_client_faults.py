@@ -4,6 +4,7 @@ resetting the connection without ever raising out of the client or losing the mo
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 import tempfile
@@ -144,6 +145,21 @@ async def test_request_without_reply_times_out(fake_ovsdb: FakeOVSDB) -> None:
         fake_ovsdb.answer_echo = False
         with pytest.raises(TimeoutError, match="echo"):
             await client.request("echo", [], timeout=0.1)
+
+
+async def test_late_reply_to_a_cancelled_request_keeps_the_session(fake_ovsdb: FakeOVSDB) -> None:
+    """A caller's own timeout cancels the request; its reply arriving later is no protocol
+    error (it reset the session under load: a 1000-port VM reboot storm)."""
+    async with _client(fake_ovsdb) as client:
+        fake_ovsdb.answer_echo = False
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.1):
+                await client.request("echo", [], timeout=10.0)
+        late = fake_ovsdb.requests[-1]["id"]
+        fake_ovsdb.send_raw(json.dumps({"id": late, "result": [], "error": None}).encode())
+        fake_ovsdb.answer_echo = True
+        assert await client.request("echo", ["x"], timeout=2.0) == ["x"]
+        assert client.connects == 1
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
