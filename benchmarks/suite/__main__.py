@@ -22,26 +22,23 @@ from typing import Any
 
 import uvloop
 
-from aovs.openflow.ofctl_text import to_ofctl
 from aovs.openflow.reconcile import stable_cookie
 from aovs.pipelines import compose
 from benchmarks.baselines import LegacyPort, LegacyResult, legacy_way, practical_limit
 from benchmarks.suite import scenarios
+from benchmarks.suite.dataplane import ofctl_line
 from benchmarks.suite.expected import local_vlans, owned_flows
 from benchmarks.suite.plots import latency_plot, scaling_plot
 from benchmarks.suite.progress import Progress
 from benchmarks.suite.report import render
 from benchmarks.suite.results import ScenarioResult, check_targets
 from benchmarks.suite.session import Session
-from benchmarks.suite.usage import USAGE_SOURCE
-from benchmarks.suite.world import INTEGRATION_BRIDGE, PHYSICAL_BRIDGE, PHYSNET, World
+from benchmarks.suite.usage import USAGE_SOURCE, CpuSample, cpu_between
+from benchmarks.suite.world import INTEGRATION_BRIDGE, PHYSNET, World
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 SCALING_SIZES = (100, 300, 1000, 3000)
-VXLAN_NOTE = (
-    "vlan networks only: the suite's expected-flow model does not cover br-tun yet, so vxlan "
-    "networks are not run (no vxlan figure is reported)"
-)
+VLAN_ONLY_NOTE = "vlan networks only (--network-types vlan): br-tun is not run"
 
 
 def machine() -> dict[str, Any]:
@@ -85,10 +82,16 @@ async def _scenario(
     name: str,
     results: dict[str, ScenarioResult],
     run: Callable[[], Awaitable[ScenarioResult]],
+    session: Session | None = None,
 ) -> ScenarioResult | None:
     progress.begin(name)
+    switch_before = session.switch_cpu() if session is not None else None
+    if session is not None:
+        session.switch_mark = None
     try:
         result = await run()
+        if session is not None:
+            _switch_cpu(result, switch_before, session.switch_mark or session.switch_cpu())
     except Exception as exc:  # one failed scenario is reported, the others still run
         progress.note(f"{name}: FAILED: {type(exc).__name__}: {exc}")
         results[name] = ScenarioResult(name, details={"error": f"{type(exc).__name__}: {exc}"})
@@ -99,8 +102,17 @@ async def _scenario(
     return result
 
 
+def _switch_cpu(result: ScenarioResult, before: CpuSample | None, after: CpuSample | None) -> None:
+    """ovs-vswitchd's CPU seconds from the scenario's start to when the suite began verifying
+    (its dumps excluded; its 50 ms flow counts and 3 ms probe lookups included)."""
+    seconds, restarted = cpu_between(before, after)
+    result.details["vswitchd_cpu_seconds"] = None if seconds is None else round(seconds, 3)
+    if restarted:
+        result.details["vswitchd_cpu_note"] = "ovs-vswitchd restarted: the new process's total"
+
+
 async def _limit_of_current_dump(session: Session) -> float:
-    dumps = {b: await session.verifier.dump(b) for b in (INTEGRATION_BRIDGE, PHYSICAL_BRIDGE)}
+    dumps = {b: await session.verifier.dump(b) for b in session.world.bridges}
     return await practical_limit(session.reference, dumps)
 
 
@@ -108,14 +120,14 @@ async def _legacy(session: Session, sample: int) -> tuple[LegacyResult, list[Leg
     """neutron's per-port way for the ports as the cold boot left them (their tags)."""
     tags = await session.world.port_tags()
     vlans = local_vlans(session.vms(), tags)
-    owners = owned_flows(session.server, session.vms(), session.ofports, vlans)
+    owners = owned_flows(session.server, session.vms(), session.ofports, vlans, session.overlay)
     ports, shared = [], []
     port_owned = {compose.port_owner(vm.iface_id) for vm in session.vms()}
     for owner, by_bridge in owners.items():
         if owner in port_owned:
             continue
         for bridge, flows in by_bridge.items():
-            shared += [to_ofctl(f, stable_cookie(bridge)) for f in flows]
+            shared += [ofctl_line(f, stable_cookie(bridge)) for f in flows]
     cookie = stable_cookie(INTEGRATION_BRIDGE)
     for vm in session.vms():
         details = session.server.details[vm.iface_id]
@@ -127,7 +139,7 @@ async def _legacy(session: Session, sample: int) -> tuple[LegacyResult, list[Leg
         }  # fmt: skip
         flows = owners[compose.port_owner(vm.iface_id)].get(INTEGRATION_BRIDGE, frozenset())
         ports.append(LegacyPort(vm.tap, vlan, other_config,
-                                [to_ofctl(f, cookie) for f in flows]))  # fmt: skip
+                                [ofctl_line(f, cookie) for f in flows]))  # fmt: skip
     return await legacy_way(session.reference, ports, shared, sample), ports
 
 
@@ -150,13 +162,13 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "git_commit": git_commit(),
         "usage_source": USAGE_SOURCE,
-        "vxlan": False,
-        "network_types": ["vlan"],
+        "vxlan": "vxlan" in args.network_types,
+        "network_types": list(args.network_types),
         "physical_network": PHYSNET,
-        "notes": [VXLAN_NOTE],
+        "notes": [] if "vxlan" in args.network_types else [VLAN_ONLY_NOTE],
     }
     results: dict[str, ScenarioResult] = {}
-    world = World(args.ports, network_types=("vlan",), keep=args.keep)
+    world = World(args.ports, network_types=args.network_types, keep=args.keep)
     if args.keep:
         progress.note(f"work directory (kept): {world.workdir}")
     session = Session(world, progress, args.timeout, args.profile)
@@ -170,9 +182,12 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         await session.watch.start()
         document["security_groups"] = len(world.topology.security_groups)
         document["networks"] = len(world.topology.networks)
+        document["tunnel_ports"] = sorted(session.overlay.tunnel_ports()) if session.overlay else []
         progress.finish("world ready")
 
-        await _scenario(progress, "cold_boot", results, lambda: scenarios.cold_boot(session))
+        await _scenario(
+            progress, "cold_boot", results, lambda: scenarios.cold_boot(session), session
+        )
         progress.begin("baselines")
         limit = await _limit_of_current_dump(session)
         legacy, legacy_ports = await _legacy(session, args.legacy_sample)
@@ -181,17 +196,19 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         progress.finish(f"limit {limit:.3f} s, legacy {legacy.seconds:.1f} s")
 
         await _scenario(progress, "agent_restart", results,
-                        lambda: scenarios.agent_restart(session))  # fmt: skip
-        await _scenario(progress, "ovs_restart", results, lambda: scenarios.ovs_restart(session))
+                        lambda: scenarios.agent_restart(session), session)  # fmt: skip
+        await _scenario(
+            progress, "ovs_restart", results, lambda: scenarios.ovs_restart(session), session
+        )
         storm = await _scenario(progress, "reboot_storm", results,
-                                lambda: scenarios.reboot_storm(session))  # fmt: skip
+                                lambda: scenarios.reboot_storm(session), session)  # fmt: skip
         storm_limit = await _limit_of_current_dump(session) if storm else limit
         reboots = functools.partial(
             scenarios.single_reboots, session, args.reboots, args.reboot_budget
         )
-        await _scenario(progress, "single_reboot", results, reboots)
+        await _scenario(progress, "single_reboot", results, reboots, session)
         await _scenario(progress, "snapshot_restore", results,
-                        lambda: scenarios.snapshot_restore(session))  # fmt: skip
+                        lambda: scenarios.snapshot_restore(session), session)  # fmt: skip
     finally:
         await session.close()
 
@@ -226,6 +243,7 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         "legacy_timed_ports": legacy.extrapolated_from,
     }
 
+    document["machine"]["loadavg_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
     document["scenarios"] = {name: results[name].to_json() for name in results}
     if args.scaling:
         document["scaling"] = await run_scaling(args, progress, results)
@@ -251,17 +269,17 @@ async def run_scaling(
             progress.finish("from the main run")
             continue
         results: dict[str, ScenarioResult] = {}
-        session = Session(World(ports, network_types=("vlan",)), progress, args.timeout)
+        session = Session(World(ports, network_types=args.network_types), progress, args.timeout)
         limit = None
         cold_name, restart_name = f"scaling {ports}: cold boot", f"scaling {ports}: OVS restart"
         try:
             await session.start()
             await session.watch.start()
-            if await _scenario(progress, cold_name, results,
-                               functools.partial(scenarios.cold_boot, session)):  # fmt: skip
+            boot = functools.partial(scenarios.cold_boot, session)
+            if await _scenario(progress, cold_name, results, boot, session):
                 limit = await _limit_of_current_dump(session)
-                await _scenario(progress, restart_name, results,
-                                functools.partial(scenarios.ovs_restart, session))  # fmt: skip
+                again = functools.partial(scenarios.ovs_restart, session)
+                await _scenario(progress, restart_name, results, again, session)
         except Exception as exc:
             progress.note(f"scaling {ports}: FAILED: {exc}")
         finally:
@@ -292,6 +310,9 @@ def _scaling_row(
         "limit_seconds": None if limit is None else round(limit, 4),
         "peak_rss_mb": None if cold is None else cold.peak_rss_mb,
         "cold_boot_cpu_seconds": None if cold is None else cold.cpu_seconds,
+        "cold_boot_vswitchd_cpu_seconds": None
+        if cold is None
+        else cold.details.get("vswitchd_cpu_seconds"),
     }
 
 
@@ -318,6 +339,14 @@ def write_outputs(document: dict[str, Any], out: Path, quick: bool) -> list[Path
     return written
 
 
+def _network_types(text: str) -> tuple[str, ...]:
+    kinds = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [kind for kind in kinds if kind not in ("vlan", "vxlan")]
+    if not kinds or unknown:
+        raise argparse.ArgumentTypeError(f"vlan and/or vxlan, not {text!r}")
+    return kinds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.suite",
@@ -337,6 +366,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=300.0,
         help="seconds the single reboots may take in all (default 300; fewer reboots then)",
+    )
+    option(
+        "--network-types",
+        type=_network_types,
+        default=("vlan", "vxlan"),
+        help="networks alternate between these types (default vlan,vxlan: half the ports on "
+        "vxlan, the agent with br-tun and a vxlan port per remote endpoint)",
     )
     option("--no-scaling", action="store_true", help="skip scenario 7 (scaling)")
     option(

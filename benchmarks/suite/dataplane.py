@@ -191,6 +191,13 @@ class Verdict:
         return data
 
 
+def ofctl_line(flow: Flow, cookie: int) -> str:
+    """``to_ofctl``, with the one spelling ovs-ofctl cannot parse fixed: it renders a learn's
+    32-bit in_port (br-tun's table 10) as ``in_port[0..31]``, which ovs-ofctl reads as the
+    16-bit NXM_OF_IN_PORT and rejects; ``OXM_OF_IN_PORT[]`` is the 32-bit field."""
+    return to_ofctl(flow, cookie).replace("in_port[0..31]", "OXM_OF_IN_PORT[]")
+
+
 class Verifier:
     """Full checks against expected flows rendered through a reference OVS."""
 
@@ -216,7 +223,7 @@ class Verifier:
                     "protocols=OpenFlow13")  # fmt: skip
         cookie = stable_cookie(bridge)
         path = self.reference.directory / f"{scratch}.flows"
-        path.write_text("".join(to_ofctl(flow, cookie) + "\n" for flow in flows))
+        path.write_text("".join(ofctl_line(flow, cookie) + "\n" for flow in flows))
         await ofctl(self.reference, "del-flows", scratch)
         await ofctl(self.reference, "--bundle", "add-flows", scratch, str(path))
         lines = await self.dump(scratch, self.reference)
@@ -340,6 +347,7 @@ async def wait_correct(
     samples: Sequence[TraceSample] = (),
     alive: Callable[[], None] = lambda: None,
     on_wait: Callable[[str], None] = lambda _: None,
+    on_match: Callable[[], None] = lambda: None,
 ) -> Convergence:
     """Poll the cheap level until it matches, then prove it with the full check and traces;
     on a failed proof keep polling (the agent may still be converging) until ``within``."""
@@ -353,6 +361,7 @@ async def wait_correct(
             await asyncio.sleep(POLL_INTERVAL)
             continue
         matched_at = time.monotonic()
+        on_match()
         on_wait("counts match: full check")
         checks += 1
         try:

@@ -5,8 +5,11 @@ and security-group info for every port, parsed by aovs.rpc's reply parsers), the
 local VLANs (``Port.tag``) OVSDB reports, the patch ports' ofports. Fed to the pure pipelines
 (aovs.pipelines.compose) and the openvswitch firewall driver, owner by owner, exactly as the
 contract in docs/architecture.md describes; the union per bridge is what ``dump-flows`` must
-show. Computed independently of the agent's process and state: a bug in the agent's bookkeeping
-shows up as a difference.
+show. With an overlay, br-tun's owners too, as :mod:`aovs.agent.tunnels` composes them without
+l2population: one tunnel port per remote endpoint the server knows (named as neutron names them),
+each network flooding to all of them, from the pure :mod:`aovs.pipelines.br_tun`. Computed
+independently of the agent's process and state: a bug in its bookkeeping shows up as a
+difference.
 """
 
 from __future__ import annotations
@@ -15,15 +18,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aovs.agent.bridges import INT_PREFIX, PHY_PREFIX, peer_name
+from aovs.agent.tunnels import flood_owner, tunnel_owner, tunnel_port_name
 from aovs.firewall.base import FilteredPort, OwnerKey, SecurityGroupState
 from aovs.firewall.openvswitch import OVSFirewall
 from aovs.model import PortDetails
 from aovs.openflow.flows import Flow
-from aovs.pipelines import compose
+from aovs.pipelines import br_tun, compose
 from aovs.rpc.server_replies import device_outcome, security_group_info
 from aovs.rpc.simulator import NeutronServerSimulator
 from aovs.rpc.topology import Topology
-from benchmarks.suite.world import HOST, INTEGRATION_BRIDGE, PHYSICAL_BRIDGE, PHYSNET, VmPort
+from benchmarks.suite.world import (
+    HOST,
+    INT_PEER_PATCH,
+    INTEGRATION_BRIDGE,
+    PHYSICAL_BRIDGE,
+    PHYSNET,
+    TUN_PEER_PATCH,
+    TUNNEL_BRIDGE,
+    VmPort,
+)
 
 BridgeFlows = dict[str, frozenset[Flow]]
 
@@ -56,14 +69,69 @@ class ServerView:
         return cls(details, SecurityGroupState(groups=dict(info.security_groups), members=members))
 
 
-def pipeline_topology(ofports: Mapping[str, int]) -> compose.Topology:
-    """br-int and br-phys joined by neutron-named patch ports, with their ofports."""
-    int_port = peer_name(INT_PREFIX, PHYSICAL_BRIDGE)
-    phy_port = peer_name(PHY_PREFIX, PHYSICAL_BRIDGE)
-    if int_port not in ofports or phy_port not in ofports:
-        raise ExpectationError(f"patch ports {int_port}/{phy_port} have no ofport yet")
+@dataclass(frozen=True)
+class Overlay:
+    """br-tun as the suite configures the agent (``tunnel_types``, ``local_ip``, no
+    l2population) and the remote endpoints the server announces (the topology's tunnels)."""
+
+    network_type: str
+    local_ip: str
+    remote_ips: tuple[str, ...]
+
+    def tunnel_ports(self) -> dict[str, str]:
+        """Tunnel port name -> remote IP: one per endpoint other than this host."""
+        ports: dict[str, str] = {}
+        for ip in self.remote_ips:
+            name = tunnel_port_name(self.network_type, ip)
+            if name is None:
+                raise ExpectationError(f"tunnel endpoint {ip!r} is not an IP address")
+            if ip != self.local_ip:
+                ports[name] = ip
+        return ports
+
+
+def patch_port_names(overlay: Overlay | None) -> tuple[str, ...]:
+    """The patch ports the agent creates (br-int side first, per pair)."""
+    physical = (peer_name(INT_PREFIX, PHYSICAL_BRIDGE), peer_name(PHY_PREFIX, PHYSICAL_BRIDGE))
+    return physical + ((INT_PEER_PATCH, TUN_PEER_PATCH) if overlay is not None else ())
+
+
+def pipeline_topology(
+    ofports: Mapping[str, int], overlay: Overlay | None = None
+) -> compose.Topology:
+    """br-int and br-phys (and br-tun) joined by neutron-named patch ports, with their ofports."""
+    missing = [name for name in patch_port_names(overlay) if name not in ofports]
+    if missing:
+        raise ExpectationError(f"patch ports {'/'.join(missing)} have no ofport yet")
+    int_port, phy_port = patch_port_names(None)
     link = compose.PhysicalLink(PHYSNET, PHYSICAL_BRIDGE, ofports[int_port], ofports[phy_port])
-    return compose.Topology(INTEGRATION_BRIDGE, {PHYSNET: link})
+    tunnel = None
+    if overlay is not None:
+        tunnel = compose.TunnelLink(TUNNEL_BRIDGE, ofports[INT_PEER_PATCH], ofports[TUN_PEER_PATCH],
+                                    frozenset({overlay.network_type}))  # fmt: skip
+    return compose.Topology(INTEGRATION_BRIDGE, {PHYSNET: link}, tunnel)
+
+
+def overlay_flows(
+    overlay: Overlay,
+    ofports: Mapping[str, int],
+    networks: Mapping[str, tuple[int, int]],
+) -> dict[OwnerKey, BridgeFlows]:
+    """br-tun's tunnel-port and flood owners; ``networks``: the overlay networks this host
+    holds, network id -> (tunnel id, local VLAN)."""
+    tunnel_ofports = []
+    owners: dict[OwnerKey, BridgeFlows] = {}
+    for name in overlay.tunnel_ports():
+        ofport = ofports.get(name)
+        if ofport is None:
+            raise ExpectationError(f"tunnel port {name} has no ofport yet")
+        tunnel_ofports.append(ofport)
+        flows = br_tun.tunnel_port_flows(overlay.network_type, ofport)
+        owners[tunnel_owner(name)] = {TUNNEL_BRIDGE: flows}
+    for network_id, (tunnel_id, vlan) in networks.items():
+        flood = br_tun.flood_flows(vlan, tunnel_id, tunnel_ofports)
+        owners[flood_owner(network_id)] = {TUNNEL_BRIDGE: flood}
+    return owners
 
 
 def local_vlans(
@@ -98,16 +166,25 @@ def owned_flows(
     vms: Sequence[VmPort],
     ofports: Mapping[str, int],
     vlans: Mapping[str, int],
+    overlay: Overlay | None = None,
 ) -> dict[OwnerKey, BridgeFlows]:
     """Every owner's flows, per bridge, for these ports (tap name -> ofport) on these VLANs."""
-    topology = pipeline_topology(ofports)
+    topology = pipeline_topology(ofports, overlay)
     firewall = OVSFirewall()
     sgs = server.security_groups
     owners: dict[OwnerKey, BridgeFlows] = dict(compose.bridge_flows(topology))
+    tunnelled: dict[str, tuple[int, int]] = {}
     for network_id, vlan in vlans.items():
         some_port = next(vm for vm in vms if vm.network_id == network_id)
         segment = server.details[some_port.iface_id].segment
+        problem = compose.segment_problem(topology, segment)
+        if problem is not None:
+            raise ExpectationError(f"network {network_id}: {problem}")
         owners[compose.network_owner(network_id)] = compose.network_flows(topology, segment, vlan)
+        if segment.is_tunnel:
+            tunnelled[network_id] = (br_tun.check_segment(segment), vlan)
+    if overlay is not None:
+        owners.update(overlay_flows(overlay, ofports, tunnelled))
     owners[compose.FIREWALL_BASE_OWNER] = compose.firewall_base_flows(topology, firewall)
     filtered: dict[str, FilteredPort] = {}
     for vm in vms:
@@ -140,8 +217,9 @@ def expected_flows(
     vms: Sequence[VmPort],
     ofports: Mapping[str, int],
     vlans: Mapping[str, int],
+    overlay: Overlay | None = None,
 ) -> BridgeFlows:
-    return union(owned_flows(server, vms, ofports, vlans))
+    return union(owned_flows(server, vms, ofports, vlans, overlay))
 
 
 def flows_in_port(flows: frozenset[Flow], ofport: int, table: int) -> int:

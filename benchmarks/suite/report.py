@@ -63,11 +63,22 @@ def _headline(result: ScenarioResult) -> str:
     return f"{number(result.seconds)} s"
 
 
+def _tunnels(document: Mapping[str, Any]) -> str:
+    if not document.get("vxlan"):
+        return " (no br-tun)"
+    ports = document.get("tunnel_ports") or []
+    return f"; br-tun with {len(ports)} vxlan ports ({', '.join(ports)})"
+
+
+def _bridges(document: Mapping[str, Any]) -> str:
+    return "br-int, br-phys and br-tun" if document.get("vxlan") else "br-int and br-phys"
+
+
 def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
     lines = [
         "| scenario | agent | limit | vs limit | legacy | vs legacy | agent CPU s | "
-        "peak RSS MB | dataplane verified |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "vswitchd CPU s | peak RSS MB | dataplane verified |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in SCENARIOS:
         result = results.get(name)
@@ -85,6 +96,7 @@ def scenario_table(results: Mapping[str, ScenarioResult]) -> list[str]:
             legacy if legacy == DASH else legacy + unit,
             times(result.vs_legacy),
             number(result.cpu_seconds),
+            number(result.details.get("vswitchd_cpu_seconds")),
             number(result.peak_rss_mb),
             _verdict(result.details),
         ]
@@ -105,8 +117,8 @@ def target_table(checks: Sequence[TargetCheck]) -> list[str]:
 def scaling_table(scaling: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = [
         "| ports | flows | cold boot s | cold boot limit s | OVS restart s | OVS restart limit s "
-        "| peak RSS MB | agent CPU s (cold boot) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| peak RSS MB | agent CPU s (cold boot) | vswitchd CPU s (cold boot) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in scaling:
         lines.append(
@@ -121,6 +133,7 @@ def scaling_table(scaling: Sequence[Mapping[str, Any]]) -> list[str]:
                     number(row.get("limit_seconds")),
                     number(row.get("peak_rss_mb")),
                     number(row.get("cold_boot_cpu_seconds")),
+                    number(row.get("cold_boot_vswitchd_cpu_seconds")),
                 ]
             )
             + " |"
@@ -140,12 +153,15 @@ def render(document: Mapping[str, Any], checks: Sequence[TargetCheck]) -> str:
         "",
         f"- run: {document.get('started', DASH)}, git {document.get('git_commit', DASH)}; "
         f"machine: {machine.get('cpus', DASH)} CPUs, {machine.get('model', DASH)}, "
-        f"load average at start {machine.get('loadavg', DASH)}",
-        f"- networks: {', '.join(document.get('network_types', []))}"
-        + ("" if document.get("vxlan") else " (vxlan not supported by the agent yet: vlan only)"),
-        f"- flows: {document.get('flows', DASH)} on br-int and the physical bridge; "
+        f"load average at start {machine.get('loadavg', DASH)}, "
+        f"at end {machine.get('loadavg_end', DASH)}",
+        f"- networks: {document.get('networks', DASH)}, alternating "
+        f"{', '.join(document.get('network_types', []))}" + _tunnels(document),
+        f"- flows: {document.get('flows', DASH)} on {_bridges(document)}; "
         f"{document.get('security_groups', DASH)} security groups",
-        f"- agent CPU and peak RSS: {document.get('usage_source', '/proc')}",
+        f"- agent CPU and peak RSS: {document.get('usage_source', '/proc')}; vswitchd CPU: "
+        "/proc/<pid>/stat of ovs-vswitchd from the scenario's start to when the suite began "
+        "verifying",
         "",
         *scenario_table(results),
         "",

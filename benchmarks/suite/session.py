@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aovs.agent.bridges import INT_PREFIX, PHY_PREFIX, peer_name
 from aovs.ovsdb import OVSDBClient
 from aovs.ovsdb.rows import EventKind
 from aovs.pipelines import tables
@@ -32,23 +31,27 @@ from benchmarks.suite.dataplane import (
 )
 from benchmarks.suite.expected import (
     BridgeFlows,
+    Overlay,
     ServerView,
     expected_flows,
     flows_in_port,
     local_vlans,
+    patch_port_names,
 )
 from benchmarks.suite.progress import Progress
+from benchmarks.suite.usage import CpuSample, sample_pidfile
 from benchmarks.suite.world import (
     HOST,
     INTEGRATION_BRIDGE,
-    PHYSICAL_BRIDGE,
+    LOCAL_IP,
+    TUNNEL_TYPE,
     VmPort,
     World,
 )
 
 PROBES = 12  # ports whose own flows are polled, besides the flow counts
 TRACED_PORTS = 6
-PROVISIONAL_PATCH_OFPORTS = (65000, 65001)  # before the agent made them: counts only
+PROVISIONAL_OFPORT = 65000  # patch/tunnel ports before the agent made them: counts only
 
 
 class OfportArrivals:
@@ -114,11 +117,15 @@ class Session:
         self.timeout = timeout
         self.reference = OVSSandbox(Path(tempfile.mkdtemp(prefix="aovs-ref-", dir="/tmp")))
         self.server = ServerView.of(world.topology, world.vms)
-        self.watch = FlowWatch(world.sandbox, (INTEGRATION_BRIDGE, PHYSICAL_BRIDGE))
+        self.overlay = (
+            Overlay(TUNNEL_TYPE, LOCAL_IP, world.remote_endpoints) if world.tunnelled else None
+        )
+        self.watch = FlowWatch(world.sandbox, world.bridges)
         self.verifier = Verifier(world.sandbox, self.reference)
         self.state_path = world.workdir / "state"
         self.agent: AgentProcess | None = None
         self.ofports: dict[str, int] = {}
+        self.switch_mark: CpuSample | None = None  # ovs-vswitchd's CPU when the clock stopped
         self._runs = 0
 
     async def start(self) -> None:
@@ -137,6 +144,14 @@ class Session:
         finally:
             self.reference.remove()  # blocking, but sure to run even when cancelled
 
+    # -- ovs-vswitchd's CPU -------------------------------------------------------------------
+    def switch_cpu(self) -> CpuSample | None:
+        return sample_pidfile(self.world.sandbox.directory / "ovs-vswitchd.pid")
+
+    def mark_switch_cpu(self) -> None:
+        """Called when the suite starts verifying: its own dumps are not the scenario's cost."""
+        self.switch_mark = self.switch_cpu()
+
     # -- the agent ---------------------------------------------------------------------------
     def settings(self) -> AgentSettings:
         return AgentSettings(
@@ -144,6 +159,8 @@ class Session:
             transport_url=self.world.transport_url,
             ovsdb_connection=self.world.sandbox.ovsdb_connection,
             state_path=self.state_path,
+            tunnel_types=(TUNNEL_TYPE,) if self.overlay is not None else (),
+            local_ip=LOCAL_IP if self.overlay is not None else None,
         )
 
     async def spawn_agent(self, name: str) -> AgentProcess:
@@ -177,7 +194,9 @@ class Session:
         ofports = await self.refresh_ofports()
         tags = await self.world.port_tags()
         vlans = local_vlans(self.vms(), tags)
-        return await asyncio.to_thread(expected_flows, self.server, self.vms(), ofports, vlans)
+        return await asyncio.to_thread(
+            expected_flows, self.server, self.vms(), ofports, vlans, self.overlay
+        )
 
     async def target(self) -> Target:
         """What the cheap poll compares, computed BEFORE the event a scenario times (it costs
@@ -195,11 +214,13 @@ class Session:
         """Expected flows with made-up VLAN numbers (and patch ofports before they exist): right
         in number, which is all the cheap poll compares."""
         ofports = dict(self.ofports)
-        topology_ports = pipeline_topology_names()
-        for name, fake in zip(topology_ports, PROVISIONAL_PATCH_OFPORTS, strict=True):
-            ofports.setdefault(name, fake)
+        made_by_agent = list(patch_port_names(self.overlay))
+        if self.overlay is not None:
+            made_by_agent += sorted(self.overlay.tunnel_ports())
+        for index, name in enumerate(made_by_agent):
+            ofports.setdefault(name, PROVISIONAL_OFPORT + index)
         vlans = local_vlans(self.vms(), {}, provisional=True)
-        return expected_flows(self.server, self.vms(), ofports, vlans)
+        return expected_flows(self.server, self.vms(), ofports, vlans, self.overlay)
 
     def trace_samples(self) -> list[TraceSample]:
         samples = []
@@ -221,7 +242,7 @@ class Session:
         return await wait_correct(
             self.watch, self.verifier, target.counts, probes, self.expectation,
             within=within or self.timeout, samples=self.trace_samples(), alive=self.alive,
-            on_wait=self.progress.update,
+            on_wait=self.progress.update, on_match=self.mark_switch_cpu,
         )  # fmt: skip
 
     async def wait_reported_up(self, since: int, within: float) -> float | None:
@@ -242,10 +263,6 @@ class Session:
     def up_reports(self) -> int:
         simulator = self.world.simulator
         return 0 if simulator is None else len(simulator.device_up_reports)
-
-
-def pipeline_topology_names() -> tuple[str, str]:
-    return peer_name(INT_PREFIX, PHYSICAL_BRIDGE), peer_name(PHY_PREFIX, PHYSICAL_BRIDGE)
 
 
 def spread(items: Sequence[VmPort], count: int) -> list[VmPort]:

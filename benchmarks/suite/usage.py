@@ -58,3 +58,30 @@ def reset_peak(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """One process's CPU seconds so far, tagged with its pid (a restarted daemon is another)."""
+
+    pid: int
+    cpu_seconds: float
+
+
+def sample_pidfile(pidfile: Path) -> CpuSample | None:
+    """The CPU seconds of the process a pidfile names; None when it is not running."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        return CpuSample(pid, cpu_seconds_from_stat(Path(f"/proc/{pid}/stat").read_text()))
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def cpu_between(before: CpuSample | None, after: CpuSample | None) -> tuple[float | None, bool]:
+    """CPU seconds used between two samples, and whether the process was restarted between
+    them (then: the new process's total, the old one's last seconds are lost)."""
+    if after is None:
+        return None, False
+    if before is None or before.pid != after.pid:
+        return after.cpu_seconds, True
+    return after.cpu_seconds - before.cpu_seconds, False

@@ -30,6 +30,12 @@ INTEGRATION_BRIDGE = "br-int"
 PHYSICAL_BRIDGE = "br-phys"
 PHYSNET = "physnet1"
 UPLINK = "br-phys-up"  # OVSSandbox.add_physical_bridge's dummy uplink
+TUNNEL_BRIDGE = "br-tun"  # the agent's defaults: [ovs] tunnel_bridge, *_peer_patch_port
+INT_PEER_PATCH = "patch-tun"  # on br-int
+TUN_PEER_PATCH = "patch-int"  # on br-tun
+TUNNEL_TYPE = "vxlan"
+LOCAL_IP = "192.0.2.250"  # this host's tunnel endpoint (the topology's are 192.0.2.1, .2, ...)
+TUNNEL_ENDPOINTS = 2  # remote hypervisors: one vxlan port each on br-tun
 SECURITY_GROUPS = 10
 OFPORT_SHIFT = 20000  # a storm moves every VM port to ofport +- this (see ``replug_args``)
 
@@ -144,10 +150,12 @@ class World:
     ) -> None:
         self.keep = keep  # leave the work directory (agent logs, OVS logs) for a post-mortem
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="aovs-bench-", dir="/tmp"))
+        self.network_types = tuple(network_types)
         self.topology = Topology.generate(
             ports,
-            network_types=tuple(network_types),
+            network_types=self.network_types,
             security_groups=SECURITY_GROUPS,
+            tunnels=TUNNEL_ENDPOINTS if TUNNEL_TYPE in self.network_types else 0,
             physical_network=PHYSNET,
         )
         self.vms = [
@@ -162,6 +170,21 @@ class World:
         self.simulator: NeutronServerSimulator | None = None
         self._vhost_created = False
 
+    @property
+    def tunnelled(self) -> bool:
+        """Whether the agent runs br-tun (``tunnel_types``, ``local_ip``)."""
+        return TUNNEL_TYPE in self.network_types
+
+    @property
+    def remote_endpoints(self) -> tuple[str, ...]:
+        return tuple(tunnel.ip_address for tunnel in self.topology.tunnels)
+
+    @property
+    def bridges(self) -> tuple[str, ...]:
+        """The bridges the agent programs."""
+        tunnel = (TUNNEL_BRIDGE,) if self.tunnelled else ()
+        return (INTEGRATION_BRIDGE, PHYSICAL_BRIDGE, *tunnel)
+
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         if shutil.which("rabbitmqctl") is None and shutil.which("/usr/sbin/rabbitmqctl") is None:
@@ -172,9 +195,13 @@ class World:
             _rabbitmqctl, "set_permissions", "-p", self.vhost, "guest", ".*", ".*", ".*"
         )
         await asyncio.to_thread(self.sandbox.start, (PHYSICAL_BRIDGE,))
-        await vsctl(self.sandbox, "--may-exist", "add-br", INTEGRATION_BRIDGE, "--", "set",
-                    "Bridge", INTEGRATION_BRIDGE, "datapath_type=dummy", "fail-mode=secure",
-                    "protocols=OpenFlow13")  # fmt: skip
+        # br-int (and br-tun) exist before the agent, as on a host the agent ran on before:
+        # the suite's OpenFlow watch connects to them from the start
+        for bridge in self.bridges:
+            if bridge != PHYSICAL_BRIDGE:
+                await vsctl(self.sandbox, "--may-exist", "add-br", bridge, "--", "set", "Bridge",
+                            bridge, "datapath_type=dummy", "fail-mode=secure",
+                            "protocols=OpenFlow13")  # fmt: skip
 
     async def close(self) -> None:
         await self.stop_simulator()

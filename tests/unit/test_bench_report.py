@@ -59,6 +59,22 @@ def test_agent_restart_and_single_reboot_headlines() -> None:
     assert "p50 5 / p90 9 / p99 20 / max 31 ms" in text
 
 
+def test_render_states_the_vxlan_tunnel_ports_and_the_switch_cpu() -> None:
+    document = {
+        "ports": 100,
+        "vxlan": True,
+        "network_types": ["vlan", "vxlan"],
+        "networks": 2,
+        "tunnel_ports": ["vxlan-c0000201", "vxlan-c0000202"],
+        "scenarios": {"cold_boot": ScenarioResult(
+            "cold_boot", 2.0, 1.0, details={"vswitchd_cpu_seconds": 0.75}).to_json()},
+    }  # fmt: skip
+    text = render(document, [])
+    assert "alternating vlan, vxlan; br-tun with 2 vxlan ports (vxlan-c0000201" in text
+    assert "on br-int, br-phys and br-tun" in text
+    assert "| 0.75 |" in text
+
+
 def test_render_states_vlan_only_and_lists_targets() -> None:
     document = {
         "ports": 100,
@@ -71,7 +87,7 @@ def test_render_states_vlan_only_and_lists_targets() -> None:
     checks = check_targets({"cold_boot": ScenarioResult("cold_boot", 4.0, 1.0)})
     text = render(document, checks)
     assert text.startswith("# aovs reboot benchmark: 100 ports")
-    assert "vlan only" in text
+    assert "(no br-tun)" in text
     assert "| cold_boot | wall time | <= 3 s | 4 s (1.3x the target) | **no** |" in text
     assert "## Scaling" in text and "| 100 | 3000 | 1 |" in text
     assert "- a note" in text
