@@ -100,11 +100,13 @@ async def cold_boot(session: Session) -> ScenarioResult:
     port's flows verified on the switch AND every port reported up."""
     result = ScenarioResult("cold_boot")
     target = await session.target()
-    since_reports = session.up_reports()
+    # watched from before the spawn: the time is when the last report arrived, not when the
+    # suite, done verifying the flows, got round to looking
+    reports = session.watch_reported_up(session.up_reports())
     agent = await session.spawn_agent("cold-boot")
     convergence = await session.converge(target)
     correct = _converged(result, convergence, agent.spawned_at)
-    reported = await session.wait_reported_up(since_reports, session.timeout)
+    reported = await reports
     if reported is None:
         raise ScenarioFailed("cold boot: not every port was reported up")
     result.seconds = max(correct, reported - agent.spawned_at)
@@ -196,14 +198,14 @@ async def agent_restart(session: Session) -> ScenarioResult:
     result.details["stream_self_check"] = {"injected": injected, "delivered": delivered}
     stream_ok = injected > 0 and injected == delivered
     await _wait_snapshot(session)
-    since_reports = session.up_reports()
+    reports = session.watch_reported_up(session.up_reports())
     tx_before, injected_before = await uplink_tx(session.world.sandbox), stream.injected
     stream.start()
     await asyncio.sleep(0.3)
     await session.stop_agent()
     agent = await session.spawn_agent("agent-restart")
     ready = await _wait_installed(session, agent)
-    reported = await session.wait_reported_up(since_reports, session.timeout)
+    reported = await reports
     await asyncio.sleep(0.5)
     await stream.stop()
     await asyncio.sleep(0.2)

@@ -245,24 +245,30 @@ class Session:
             on_wait=self.progress.update, on_match=self.mark_switch_cpu,
         )  # fmt: skip
 
-    async def wait_reported_up(self, since: int, within: float) -> float | None:
-        """Monotonic time at which every port had been reported up after record ``since``."""
+    def watch_reported_up(self, since: int) -> asyncio.Task[float | None]:
+        """Start watching, in the background, for every port reported up after record
+        ``since``; the task's result is the monotonic time it was seen (None: not in time)."""
+        return asyncio.create_task(self._reported_up(since, self.timeout), name="bench-reports")
+
+    async def _reported_up(self, since: int, within: float) -> float | None:
         deadline = time.monotonic() + within
         wanted = {vm.iface_id for vm in self.vms()}
+        reported: set[str] = set()
         while time.monotonic() < deadline:
             simulator = self.world.simulator
             if simulator is not None:
-                reported = set(simulator.device_up_reports[since:])
+                reports = simulator.device_list_reports[since:]
+                since += len(reports)
+                reported.update(d for report in reports for d in report.devices_up)
                 if wanted <= reported:
                     return time.monotonic()
-                self.progress.update(f"{len(wanted & reported)}/{len(wanted)} reported up")
-            self.alive()
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
         return None
 
     def up_reports(self) -> int:
+        """How many update_device_list calls the simulator has recorded so far."""
         simulator = self.world.simulator
-        return 0 if simulator is None else len(simulator.device_up_reports)
+        return 0 if simulator is None else len(simulator.device_list_reports)
 
 
 def spread(items: Sequence[VmPort], count: int) -> list[VmPort]:
