@@ -36,6 +36,7 @@ from aovs.agent.core import AgentCore, Plan, Transition
 from aovs.agent.reporter import DeviceReporter
 from aovs.agent.snapshot import SnapshotWriter, load_snapshot, snapshot_extra
 from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
+from aovs.agent.telemetry import AgentTelemetry, MeteredRpcTransport
 from aovs.agent.tunnels import (
     TUNNEL_INPUTS,
     TunnelSettings,
@@ -46,6 +47,7 @@ from aovs.agent.tunnels import (
 from aovs.config import AgentConfig
 from aovs.firewall.base import FirewallDriver, load_driver
 from aovs.firewall.noop import NoopFirewall
+from aovs.observability import System
 from aovs.openflow import codec
 from aovs.openflow.channel import Connected, Disconnected, OpenFlowChannel
 from aovs.openflow.errors import BundleError, OpenFlowError
@@ -86,6 +88,9 @@ BIG_BATCH = 100  # ports in flight above which progress is shown
 # bundles (ovs-vswitchd has a per-commit cost that grows with its ports: ~0.2 s at 1000), small
 # enough that a slice is well under a second of our CPU and of ovs-vswitchd's.
 FLOW_BUDGET = 20_000
+# How often OVSDB's and RabbitMQ's connection states are sampled for /healthz (the OpenFlow
+# channels report theirs as events): off the hot path, and well under a probe's period.
+CONNECTION_SAMPLE_INTERVAL = 0.5
 
 
 @dataclass
@@ -131,8 +136,14 @@ class Agent:
         self.canary_interval = canary_interval
         self.snapshot_delay = snapshot_delay
         self.stats = AgentStats()
+        self.bridges = (config.ovs.integration_bridge,
+                        *(pair.bridge for pair in patch_pairs(config)))  # fmt: skip
+        self.tunnel_settings = TunnelSettings.from_config(config)
+        if self.tunnel_settings is not None:
+            self.bridges = (*self.bridges, self.tunnel_settings.bridge)
+        self.telemetry = AgentTelemetry(config, self.bridges)
         self.ovsdb = OVSDBClient(config.ovs.ovsdb_connection)
-        self.transport = RpcTransport(config.transport_url)
+        self.transport: RpcTransport = self._new_transport()
         self.api = NeutronServerApi(
             self.transport,
             config.host,
@@ -142,11 +153,6 @@ class Agent:
         self.reporter = DeviceReporter(
             self.api, batch_size=config.agent.rpc_resources_processing_step
         )
-        self.bridges = (config.ovs.integration_bridge,
-                        *(pair.bridge for pair in patch_pairs(config)))  # fmt: skip
-        self.tunnel_settings = TunnelSettings.from_config(config)
-        if self.tunnel_settings is not None:
-            self.bridges = (*self.bridges, self.tunnel_settings.bridge)
         self.channels: dict[str, OpenFlowChannel] = {}
         self.reconcilers: dict[str, FlowReconciler] = {}
         self.core: AgentCore | None = None
@@ -167,6 +173,8 @@ class Agent:
         # notification about its answer can be missed (neutron's agent orders it the same way)
         self._rpc_ready = asyncio.Event()
         self._plans_in_flight = 0
+        self._connection_sampler: asyncio.Task[None] | None = None
+        self._replay_pending = False  # an OpenFlow reconnect's replay is not yet counted
 
     @staticmethod
     def _firewall_from(config: AgentConfig) -> FirewallDriver:
@@ -174,13 +182,30 @@ class Agent:
             return NoopFirewall()
         return load_driver(config.securitygroup.firewall_driver)
 
+    def _new_transport(self) -> RpcTransport:
+        return MeteredRpcTransport(self.config.transport_url, self.telemetry.metrics.rpc_call)
+
     @property
     def needs_security_groups(self) -> bool:
         return self.firewall.name != "noop" and self.config.securitygroup.enable_security_group
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
-        """Bridges, state from OVSDB and snapshot, first install; then RPC in the background."""
+        """Bridges, state from OVSDB and snapshot, first install; then RPC in the background.
+
+        The status socket answers from the first moment (a slow start is visible to
+        ``aovs status``); everything is closed again if the start fails."""
+        await self.telemetry.start()
+        self._connection_sampler = asyncio.create_task(
+            self._sample_connections(), name="aovs-connection-sampler"
+        )
+        try:
+            await self._start()
+        except BaseException:
+            await self._stop_telemetry()
+            raise
+
+    async def _start(self) -> None:
         started = time.monotonic()
         state_path = self.config.agent.state_path
         snapshot = load_snapshot(state_path)
@@ -224,6 +249,7 @@ class Agent:
             channel.subscribe(functools.partial(self._on_channel_event, bridge))
         await asyncio.gather(*(c.start(within=30.0) for c in self.channels.values()))
         await self._initial_install(plan)
+        self.telemetry.metrics.full_sync_done()
         self._snapshot = SnapshotWriter(state_path, core.snapshot, self.snapshot_delay)
         self.stats.initial_sync_s = time.monotonic() - started
         LOG.info(
@@ -264,6 +290,15 @@ class Agent:
         with contextlib.suppress(Exception):
             await self.transport.close()
         await self.ovsdb.close()
+        await self._stop_telemetry()
+
+    async def _stop_telemetry(self) -> None:
+        if self._connection_sampler is not None:
+            self._connection_sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connection_sampler
+            self._connection_sampler = None
+        await self.telemetry.close()
 
     async def run_forever(self) -> None:
         await self.start()
@@ -324,14 +359,21 @@ class Agent:
         empty = all(not r.installed for r in self.reconcilers.values())
         if empty:
             await self.ovsdb.transact(flow_restore_wait(True))
-        sent = await asyncio.gather(
-            *(r.sync(self.core.desired(b)) for b, r in self.reconcilers.items())
-        )
+        sent = await asyncio.gather(*(self._timed_sync(b, r) for b, r in self.reconcilers.items()))
         self.stats.initial_flowmods = sum(sent)
         await self._write_port_configs(plan.port_configs)
         if empty:
             await self.ovsdb.transact(flow_restore_wait(False))
         self._log_transitions(plan.transitions, time.monotonic())
+
+    async def _timed_sync(self, bridge: str, reconciler: FlowReconciler) -> int:
+        """A full sync of one bridge, counted as a bundle when it sent anything."""
+        assert self.core is not None
+        started = time.monotonic()
+        sent = await reconciler.sync(self.core.desired(bridge))
+        if sent:
+            self.telemetry.metrics.bundle_committed(bridge, sent, time.monotonic() - started)
+        return sent
 
     async def _start_rpc(self) -> None:
         delay = 1.0
@@ -342,7 +384,7 @@ class Agent:
             except RpcError as exc:
                 LOG.warning("RabbitMQ unreachable; the dataplane runs on, retrying",
                             extra={"error": exc, "retry_in_s": delay})  # fmt: skip
-                self.transport = RpcTransport(self.config.transport_url)
+                self.transport = self._new_transport()
                 self.api.transport = self.transport
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -409,23 +451,45 @@ class Agent:
         async for event in self._notifications:
             self._post(event)
 
+    async def _sample_connections(self) -> None:
+        """OVSDB's and RabbitMQ's states for /healthz; their clients reconnect by themselves
+        and say so only through these flags and session counters."""
+        while True:
+            self.telemetry.session_state(System.OVSDB, self.ovsdb.connected, self.ovsdb.connects)
+            transport = self.transport
+            self.telemetry.session_state(
+                System.RABBITMQ, transport.is_connected, transport.connections_made
+            )
+            await asyncio.sleep(CONNECTION_SAMPLE_INTERVAL)
+
     def _on_channel_event(self, bridge: str, event: Connected | Disconnected) -> None:
+        self.telemetry.openflow_event(bridge, event)
         if isinstance(event, Disconnected):
             LOG.warning(
                 "OpenFlow connection lost", extra={"bridge": bridge, "reason": event.reason}
             )
         elif self.ready.is_set():
             self.stats.ovs_restarts += 1
+            self._replay_pending = True
             reconciler = self.reconcilers[bridge]
             task = asyncio.create_task(self._timed_replay(bridge, reconciler, time.monotonic()))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
     async def _timed_replay(self, bridge: str, reconciler: FlowReconciler, since: float) -> None:
-        """The reconciler replays on its own; this only measures and logs it."""
+        """The reconciler replays on its own; this only measures and logs it. The replay is a
+        full sync once every bridge is connected and replayed (an OVS restart drops them all)."""
         await asyncio.sleep(0)
+        sent_before = reconciler.flowmods_sent
         await reconciler.wait_idle()
         self.stats.last_replay_s = time.monotonic() - since
+        sent = reconciler.flowmods_sent - sent_before
+        if sent:  # its seconds include the dump before the bundle
+            self.telemetry.metrics.bundle_committed(bridge, sent, self.stats.last_replay_s)
+        await asyncio.gather(*(r.wait_idle() for r in self.reconcilers.values()))
+        if self._replay_pending and all(c.connected for c in self.channels.values()):
+            self._replay_pending = False
+            self.telemetry.metrics.full_sync_done()
         LOG.info("OpenFlow reconnected: flows replayed from state, no RPC",
                  extra={"bridge": bridge, "flows": len(reconciler.installed),
                         "ms": self.stats.last_replay_s * 1e3})  # fmt: skip
@@ -614,14 +678,17 @@ class Agent:
         try:
             sent = await reconciler.apply(remove, add)
             self.stats.bundles += 1
-            ms = (time.monotonic() - started) * 1e3
+            seconds = time.monotonic() - started
+            if sent:
+                self.telemetry.metrics.bundle_committed(bridge, sent, seconds)
+            ms = seconds * 1e3
             LOG.debug("bundle committed", extra={"bridge": bridge, "flowmods": sent, "ms": ms})
         except BundleError as exc:
+            self.telemetry.metrics.bundle_failed(bridge)
             LOG.error("bundle rejected; bridge left as it was, re-syncing it",
                       extra={"bridge": bridge, "error": exc})  # fmt: skip
-            assert self.core is not None
             with contextlib.suppress(OpenFlowError):
-                await reconciler.sync(self.core.desired(bridge))
+                await self._timed_sync(bridge, reconciler)
         except OpenFlowError as exc:
             # the reconciler keeps the desired set and replays it on reconnect
             LOG.warning("bridge unreachable; flows follow on reconnect",
@@ -670,8 +737,11 @@ class Agent:
 
     # -- logs ----------------------------------------------------------------------------------
     def _log_transitions(self, transitions: list[Transition], committed: float) -> None:
+        """One log line and one telemetry record per transition, at its commit."""
         for t in transitions:
-            ms = (committed - t.started) * 1e3
+            seconds = committed - t.started
+            self.telemetry.port_transition(t, seconds)
+            ms = seconds * 1e3
             if t.phase is PortPhase.WIRED and t.flows_changed:
                 self.stats.commit_latencies_ms.append(ms)
             level = logging.WARNING if t.phase is PortPhase.FAILED else logging.INFO

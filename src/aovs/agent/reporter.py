@@ -8,6 +8,11 @@ A call that timed out may still be applied by the server later, after the newer 
 followed it (a slow server worker), leaving a wired port DOWN or a gone one UP: once calls go
 through again, the devices of such calls are reported once more, with their latest state, when
 any such late call must have landed (the longest RPC timeout later).
+
+The first pass that reports devices up after the agent starts is neutron's first rpc_loop
+iteration: its calls carry ``refresh_tunnels=True`` (``agent_restarted``), so l2population
+sends this host the full FDB of those ports' networks, not only the changes it would have
+missed. A call of that pass that fails keeps the flag for its devices until they are accepted.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ class DeviceReporter:
         self.latest: dict[str, bool] = {}  # device -> the last state asked for (True: up)
         self._in_doubt: set[str] = set()  # devices of calls that failed: maybe applied late
         self._reassert: asyncio.Task[None] | None = None
+        self._first_up_pass = True  # no device-up report sent since the agent started
+        self._refresh_owed: set[str] = set()  # first-pass ups the server has not accepted yet
 
     def report(self, device: str, up: bool) -> None:
         self.latest[device] = up
@@ -71,12 +78,19 @@ class DeviceReporter:
             await self._wake.wait()
             self._wake.clear()
             retry: list[ReportBatch] = []  # oldest first
+            first_pass = self._first_up_pass
             for batch in self.queue.take(self.batch_size):
+                if first_pass and batch.up:
+                    self._refresh_owed.update(batch.up)
+                    self._first_up_pass = False
                 if retry:
                     retry.append(batch)
                     continue
+                refresh = not self._refresh_owed.isdisjoint(batch.up)
                 try:
-                    result = await self.api.update_device_list(up=batch.up, down=batch.down)
+                    result = await self.api.update_device_list(
+                        up=batch.up, down=batch.down, refresh_tunnels=refresh
+                    )
                 except RpcError as exc:
                     LOG.warning("device report failed; will retry",
                                 extra={"up": len(batch.up), "down": len(batch.down),
@@ -90,6 +104,9 @@ class DeviceReporter:
                 self.sent_down += len(batch.down)
                 retry_up = tuple(result.failed_devices_up)
                 retry_down = tuple(result.failed_devices_down)
+                if self._refresh_owed:
+                    self._refresh_owed.difference_update(batch.down)
+                    self._refresh_owed.difference_update(set(batch.up).difference(retry_up))
                 if retry_up or retry_down:
                     retry.append(ReportBatch(up=retry_up, down=retry_down))
             # newest first: a VM reboot's UP (taken after its DOWN) must not be dropped as
