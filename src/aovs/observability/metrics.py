@@ -106,6 +106,11 @@ class AgentMetrics:
             "aovs_full_syncs", "Full resynchronisations with neutron-server and the switch.",
             registry=reg,
         )  # fmt: skip
+        # children per state made once: labels() costs more than the increment it leads to
+        self._transitions_by_state = {state: self._transitions.labels(state) for state in PortState}
+        self._port_seconds_by_state = {
+            state: self._port_seconds.labels(state) for state in PortState
+        }
         self._last_full_sync = Gauge(
             "aovs_last_full_sync_timestamp_seconds",
             "Unix time the last full resynchronisation finished (0: none yet).", registry=reg,
@@ -124,9 +129,9 @@ class AgentMetrics:
         transition = self.ports.record(
             iface_id, state, seconds=seconds, ofport=ofport, reason=reason
         )
-        self._transitions.labels(state).inc()
+        self._transitions_by_state[state].inc()
         if seconds is not None:
-            self._port_seconds.labels(state).observe(seconds)
+            self._port_seconds_by_state[state].observe(seconds)
         return transition
 
     def bundle_committed(self, bridge: str, flowmods: int, seconds: float) -> None:

@@ -36,7 +36,9 @@ class PortLedger:
         previous = self._ports.get(iface_id)
         if ofport is None and previous is not None:
             ofport = previous.ofport  # a state change does not forget the port's number
-        transition = PortTransition(
+        # model_construct: the arguments are typed by this signature; validation would be most
+        # of a transition's cost on the agent's hot path
+        transition = PortTransition.model_construct(
             iface_id=iface_id,
             state=state,
             at=self._clock(),
@@ -48,7 +50,7 @@ class PortLedger:
         if state is PortState.REMOVED:
             self._ports.pop(iface_id, None)
         else:
-            self._ports[iface_id] = PortStatus(
+            self._ports[iface_id] = PortStatus.model_construct(
                 iface_id=iface_id,
                 state=state,
                 ofport=ofport,
