@@ -522,7 +522,9 @@ class AgentCore:
             self._set_phase(port, PortPhase.WIRED, "", now)
             if self._filtered.get(port.iface_id) != self._filtered_port(port):
                 self._dirty_ports.add(port.iface_id)
-            if cached.confirmed:  # details restored from the snapshot wait for the server
+            # details restored from the snapshot wait for the server; a port whose row is gone
+            # (flows kept for the unplug grace) was reported DOWN and must stay so
+            if cached.confirmed and port.interface is not None:
                 self._report(port.iface_id, up=True)
 
     def _set_phase(self, port: PortState, phase: PortPhase, reason: str, now: float) -> None:

@@ -96,6 +96,19 @@ def test_unplugged_port_flows_go_after_the_grace_and_vlan_is_released(core: Agen
     assert "p-1" not in core.ports
 
 
+def test_details_arriving_during_the_unplug_grace_do_not_report_it_up(core: AgentCore) -> None:
+    """tests/faults: a refresh answered (or failed) after the VM's row was deleted, while its
+    flows wait out the grace, reported the gone port UP again, and it stayed UP."""
+    wire(core, "p-1", 5)
+    core.port_updated("p-1", 1.0)
+    assert core.flush(1.0).fetch_details == ["p-1"]
+    core.interface_deleted("uuid-p-1", 1.1)
+    assert ("p-1", False) in core.flush(1.1).reports
+    core.details_received({"p-1": FailedDevice("p-1", "failed by the server")}, 1.2)
+    core.details_received({"p-1": details("p-1")}, 1.3)
+    assert ("p-1", True) not in core.flush(1.3).reports
+
+
 def test_failures_and_dead_ports(core: AgentCore) -> None:
     core.interface_changed(row("bad", -1), 0.0)
     plan = core.flush(0.0)
