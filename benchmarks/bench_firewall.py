@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState, load_driver
-from aovs.firewall.ofctl_text import flows_to_ofctl
 from aovs.model import FixedIP, PortDetails, SecurityGroup, SecurityGroupRule
 from aovs.openflow.flows import Flow
+from aovs.openflow.ofctl_text import to_ofctl
 from aovs.sandbox import OVSSandbox
 
 RESULTS = Path(__file__).parent / "results" / "firewall.json"
@@ -145,7 +145,7 @@ def member_join(
 
 def install_ofctl(sandbox: OVSSandbox, flows: frozenset[Flow], runs: int) -> float:
     path = sandbox.directory / "firewall-flows.txt"
-    path.write_text(flows_to_ofctl(flows))
+    path.write_text("".join(f"{to_ofctl(flow)}\n" for flow in flows))
     times = []
     for _ in range(runs):
         sandbox.ofctl("del-flows", BRIDGE)

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from aovs.firewall import FilteredPort, SecurityGroupState, load_driver
-from aovs.firewall.ofctl_text import flows_to_ofctl
 from aovs.model import AllowedAddressPair, FixedIP, PortDetails, SecurityGroup, SecurityGroupRule
 from aovs.openflow.flows import Flow, GotoTable, Match, normal
+from aovs.openflow.ofctl_text import to_ofctl
 from aovs.pipelines.tables import LOCAL_SWITCHING, TRANSIENT_TABLE
 from aovs.sandbox import OVSSandbox
 
@@ -107,7 +107,7 @@ class Bridge:
 
     def install(self, flows: Iterable[Flow], command: str = "add-flows") -> None:
         path = self.workdir / f"{self.name}-{command}.txt"
-        path.write_text(flows_to_ofctl(flows))
+        path.write_text("".join(f"{to_ofctl(flow)}\n" for flow in flows))
         self.sandbox.ofctl("--bundle", command, self.name, str(path))
 
     def trace(self, packet: str, ct_next: Iterable[str] = ()) -> set[int] | None:
