@@ -153,7 +153,7 @@ async def _single_port_limit(session: Session, ports: list[LegacyPort]) -> float
 
 
 async def run_main(args: argparse.Namespace) -> dict[str, Any]:
-    steps = 6 + 2 + (len(args.scaling) if args.scaling else 0)
+    steps = 8 + 3 * len(args.scaling)  # setup, cold boot, baselines, 5 more; 3 per size
     progress = Progress(steps)
     document: dict[str, Any] = {
         "ports": args.ports,
