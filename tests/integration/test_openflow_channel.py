@@ -311,3 +311,50 @@ async def test_listening_channel_accepts_vswitchd_as_controller(
     finally:
         await channel.close()
         ovs_sandbox.vsctl("del-br", bridge)
+
+
+async def test_concurrent_writers_never_split_a_message(socket_path: Path) -> None:
+    """A big send (a bundle chunk) to a slow switch while another request is written: every
+    message must arrive whole. (Slices with a drain between them let a barrier or an echo land
+    inside a bundle-add under load, and ovs-vswitchd dropped the connection.)"""
+    bad_headers: list[bytes] = []
+    echoes = 0
+
+    async def slow_switch(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal echoes
+        writer.write(HEADER.pack(4, ofp.OFPT_HELLO, 8, 1))
+        while True:
+            header = await reader.readexactly(8)
+            version, msg_type, length, xid = HEADER.unpack(header)
+            if version != 4 or length < 8 or length > 2000:
+                bad_headers.append(header)
+                writer.close()
+                return
+            await reader.readexactly(length - 8)
+            if msg_type == ofp.OFPT_FEATURES_REQUEST:
+                body = struct.pack("!QIBB2xII", 0xABC, 0, 254, 0, 0, 0)
+                writer.write(HEADER.pack(4, ofp.OFPT_FEATURES_REPLY, 8 + len(body), xid) + body)
+            elif msg_type == ofp.OFPT_BARRIER_REQUEST:
+                writer.write(HEADER.pack(4, ofp.OFPT_BARRIER_REPLY, 8, xid))
+            elif msg_type == ofp.OFPT_ECHO_REQUEST:
+                echoes += 1
+                if echoes % 64 == 0:
+                    await asyncio.sleep(0.001)  # a busy switch: the sender must wait to drain
+
+    server = await asyncio.start_unix_server(slow_switch, str(socket_path))
+    channel = OpenFlowChannel.for_mgmt_socket(socket_path, backoff_initial=0.01)
+    try:
+        await channel.start(within=5)
+        size = 1000  # does not divide any power-of-two slice: a slice would end mid-message
+        one = HEADER.pack(4, ofp.OFPT_ECHO_REQUEST, size, 0) + b"\x00" * (size - 8)
+        count = 4000  # 4 MB, far above the transport's high-water mark
+        big = asyncio.create_task(channel.send(one * count))
+        await asyncio.sleep(0)
+        await channel.barrier(within=30)  # written while the big send waits to drain
+        await big
+        await channel.barrier(within=30)
+        assert not bad_headers
+        assert echoes == count
+    finally:
+        await channel.close()
+        server.close()

@@ -49,7 +49,6 @@ from aovs.openflow.messages import (
 
 LOG = logging.getLogger(__name__)
 
-WRITE_CHUNK = 256 * 1024  # drain between chunks: a 60k-flow bundle is ~12 MB
 HELLO_ELEM_VERSIONBITMAP = 1
 OFPET_HELLO_FAILED = 0
 OFPHFC_INCOMPATIBLE = 0
@@ -286,13 +285,17 @@ class OpenFlowChannel:
         return conn
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
-        """Write raw messages, waiting for the socket to drain (backpressure) between chunks."""
+        """Write whole raw messages, then wait for the socket to drain (backpressure).
+
+        ``data`` goes to the transport in ONE write: the transport keeps writes in order, so no
+        other writer (an echo, an echo reply, another request) can land inside a message. (An
+        earlier version wrote 256 KiB slices with a drain between them; under load an echo landed
+        mid-bundle and ovs-vswitchd dropped the connection: OFPBFC_MSG_BAD_XID, bad lengths.)
+        Callers bound the size: bundles send their adds in chunks of whole messages."""
         conn = self._live()
-        view = memoryview(data)
         try:
-            for start in range(0, len(view), WRITE_CHUNK):
-                conn.writer.write(view[start : start + WRITE_CHUNK])
-                await conn.writer.drain()
+            conn.writer.write(data)
+            await conn.writer.drain()
         except (ConnectionError, OSError) as exc:
             conn.reset(f"write failed: {exc}")
             raise ChannelClosedError(f"{self}: write failed: {exc}") from exc
