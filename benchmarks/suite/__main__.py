@@ -22,11 +22,11 @@ from typing import Any
 
 import uvloop
 
+from aovs.openflow.ofctl_text import to_ofctl
 from aovs.openflow.reconcile import stable_cookie
 from aovs.pipelines import compose
 from benchmarks.baselines import LegacyPort, LegacyResult, legacy_way, practical_limit
 from benchmarks.suite import scenarios
-from benchmarks.suite.dataplane import ofctl_line
 from benchmarks.suite.expected import local_vlans, owned_flows
 from benchmarks.suite.plots import latency_plot, scaling_plot
 from benchmarks.suite.progress import Progress
@@ -127,7 +127,7 @@ async def _legacy(session: Session, sample: int) -> tuple[LegacyResult, list[Leg
         if owner in port_owned:
             continue
         for bridge, flows in by_bridge.items():
-            shared += [ofctl_line(f, stable_cookie(bridge)) for f in flows]
+            shared += [to_ofctl(f, stable_cookie(bridge)) for f in flows]
     cookie = stable_cookie(INTEGRATION_BRIDGE)
     for vm in session.vms():
         details = session.server.details[vm.iface_id]
@@ -139,7 +139,7 @@ async def _legacy(session: Session, sample: int) -> tuple[LegacyResult, list[Leg
         }  # fmt: skip
         flows = owners[compose.port_owner(vm.iface_id)].get(INTEGRATION_BRIDGE, frozenset())
         ports.append(LegacyPort(vm.tap, vlan, other_config,
-                                [ofctl_line(f, cookie) for f in flows]))  # fmt: skip
+                                [to_ofctl(f, cookie) for f in flows]))  # fmt: skip
     return await legacy_way(session.reference, ports, shared, sample), ports
 
 

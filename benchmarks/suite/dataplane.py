@@ -191,13 +191,6 @@ class Verdict:
         return data
 
 
-def ofctl_line(flow: Flow, cookie: int) -> str:
-    """``to_ofctl``, with the one spelling ovs-ofctl cannot parse fixed: it renders a learn's
-    32-bit in_port (br-tun's table 10) as ``in_port[0..31]``, which ovs-ofctl reads as the
-    16-bit NXM_OF_IN_PORT and rejects; ``OXM_OF_IN_PORT[]`` is the 32-bit field."""
-    return to_ofctl(flow, cookie).replace("in_port[0..31]", "OXM_OF_IN_PORT[]")
-
-
 class Verifier:
     """Full checks against expected flows rendered through a reference OVS."""
 
@@ -223,7 +216,7 @@ class Verifier:
                     "protocols=OpenFlow13")  # fmt: skip
         cookie = stable_cookie(bridge)
         path = self.reference.directory / f"{scratch}.flows"
-        path.write_text("".join(ofctl_line(flow, cookie) + "\n" for flow in flows))
+        path.write_text("".join(to_ofctl(flow, cookie) + "\n" for flow in flows))
         await ofctl(self.reference, "del-flows", scratch)
         await ofctl(self.reference, "--bundle", "add-flows", scratch, str(path))
         lines = await self.dump(scratch, self.reference)

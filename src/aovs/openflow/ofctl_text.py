@@ -60,6 +60,8 @@ def _value(value: MatchValue | int | str) -> str:
 
 
 def _bits(field: str, ofs: int, n_bits: int) -> str:
+    if field == "in_port" and (ofs, n_bits) == (0, 32):
+        return "OXM_OF_IN_PORT[]"  # ovs-ofctl reads "in_port" as the 16-bit NXM_OF_IN_PORT
     return f"{_name(field)}[{ofs}..{ofs + n_bits - 1}]"
 
 
