@@ -40,7 +40,9 @@ def _cmd_agent(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from aovs.demo import run_demo
+    from aovs.logs import configure_logging
 
+    configure_logging("WARNING", "text")  # the demo's own table is the output; warnings stay
     return run_demo(ports=args.ports, keep=args.keep)
 
 
