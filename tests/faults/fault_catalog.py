@@ -194,13 +194,15 @@ def _cast(method: str, args: object) -> bytes:
     return wire.encode(inner)
 
 
-AMQP_NOTIFICATIONS: dict[str, bytes] = {
-    "not JSON": b"\xff\xfe{{{ not json",
-    "JSON array": b"[1, 2]",
-    "envelope without message": json.dumps({"oslo.version": "2.0"}).encode(),
-    "port_update, port is a number": _cast("port_update", {"port": 5}),
-    "port_delete, no port_id": _cast("port_delete", {"network_id": []}),
-    "args not an object": _cast("port_update", ["port"]),
+# Built per injection: a cast carries a fresh _unique_id, and receivers (oslo.messaging and
+# aovs alike) silently drop a repeat of one of the last 16 ids, which is not malformed input.
+AMQP_NOTIFICATIONS: dict[str, Callable[[], bytes]] = {
+    "not JSON": lambda: b"\xff\xfe{{{ not json",
+    "JSON array": lambda: b"[1, 2]",
+    "envelope without message": lambda: json.dumps({"oslo.version": "2.0"}).encode(),
+    "port_update, port is a number": lambda: _cast("port_update", {"port": 5}),
+    "port_delete, no port_id": lambda: _cast("port_delete", {"network_id": []}),
+    "args not an object": lambda: _cast("port_update", ["port"]),
 }
 AMQP_REPLIES: dict[str, bytes] = {
     "not JSON": b"}}}",
@@ -223,9 +225,9 @@ async def amqp_bad_notification(world: FaultWorld, rng: random.Random) -> Inject
     kind = rng.choice(sorted(AMQP_NOTIFICATIONS))
     topic = PORT_UPDATE_TOPIC if "port_" in kind else rng.choice(AGENT_TOPICS)
     if rng.random() < 0.5:  # to every agent (fanout), or to this host's queue
-        await _publish(world, AMQP_NOTIFICATIONS[kind], f"{topic}_fanout", "")
+        await _publish(world, AMQP_NOTIFICATIONS[kind](), f"{topic}_fanout", "")
     else:
-        await _publish(world, AMQP_NOTIFICATIONS[kind], None, f"{topic}.{world.settings().host}")
+        await _publish(world, AMQP_NOTIFICATIONS[kind](), None, f"{topic}.{world.settings().host}")
     return Injected(f"notification on {topic}: {kind}",
                     re.compile(r"dropped malformed (message|\w+ notification)"))  # fmt: skip
 
