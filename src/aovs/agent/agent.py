@@ -630,7 +630,7 @@ class Agent:
             plan = self._plans.popleft()
             taken = 1
             # what piled up meanwhile goes in the same bundle, within the slice budget
-            while self._plans and _cost(plan) + _cost(self._plans[0]) <= FLOW_BUDGET:
+            while self._plans and plan.flow_changes + self._plans[0].flow_changes <= FLOW_BUDGET:
                 plan = plan.then(self._plans.popleft())
                 taken += 1
             try:
@@ -761,11 +761,6 @@ class Agent:
             return
         self._last_progress = now
         LOG.info("progress", extra={"waiting_for_details": waiting, **core.counts()})
-
-
-def _cost(plan: Plan) -> int:
-    """A plan's weight against FLOW_BUDGET."""
-    return sum(len(d.add) + len(d.remove) for d in plan.flows.values())
 
 
 def _port_commands(name: str, config: PortConfig) -> list[Command]:
