@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from aovs.sandbox import OVSSandbox
+from aovs.sandbox import OVSSandbox, running_sandbox
 
 RABBIT_HOST = "127.0.0.1:5672"
 
@@ -33,23 +33,15 @@ def _short_tmpdir(prefix: str) -> Path:
 @pytest.fixture(scope="session")
 def ovs_sandbox() -> Iterator[OVSSandbox]:
     """One private OVS for the whole session (tests must use their own bridge names)."""
-    sandbox = OVSSandbox(_short_tmpdir("aovs-t-"))
-    sandbox.start()
-    try:
+    with running_sandbox(_short_tmpdir("aovs-t-")) as sandbox:
         yield sandbox
-    finally:
-        sandbox.remove()
 
 
 @pytest.fixture
 def fresh_sandbox() -> Iterator[OVSSandbox]:
     """A private OVS for one test: for tests that kill or restart the daemons."""
-    sandbox = OVSSandbox(_short_tmpdir("aovs-f-"))
-    sandbox.start()
-    try:
+    with running_sandbox(_short_tmpdir("aovs-f-")) as sandbox:
         yield sandbox
-    finally:
-        sandbox.remove()
 
 
 def _rabbitmqctl(*args: str) -> None:

@@ -243,10 +243,14 @@ class OVSSandbox:
 
 @contextlib.contextmanager
 def running_sandbox(
-    directory: Path, physical_bridges: Sequence[str] = (), keep: bool = False
+    directory: Path,
+    physical_bridges: Sequence[str] = (),
+    keep: bool = False,
+    tunnels: bool = False,
 ) -> Iterator[OVSSandbox]:
-    """Start a sandbox for the duration of a block; stop (and remove unless ``keep``) after."""
-    sandbox = OVSSandbox(directory)
+    """Start a sandbox for the duration of a block; stop (and remove unless ``keep``) after,
+    also when the start itself fails half way."""
+    sandbox = OVSSandbox(directory, tunnels=tunnels)
     try:
         sandbox.start(physical_bridges)
         yield sandbox

@@ -21,7 +21,7 @@ from aovs.agent.agent import Agent
 from aovs.agent.tunnels import tunnel_port_name
 from aovs.config import AgentConfig
 from aovs.rpc.topology import Network, Port, Topology, Tunnel
-from aovs.sandbox import OVSSandbox
+from aovs.sandbox import OVSSandbox, running_sandbox
 
 pytestmark = pytest.mark.integration
 
@@ -110,12 +110,9 @@ def local_vlan(sandbox: OVSSandbox, tap: str) -> int:
 
 
 def tunnel_sandbox(prefix: str) -> Iterator[OVSSandbox]:
-    sandbox = OVSSandbox(Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")), tunnels=True)
-    sandbox.start()
-    try:
+    directory = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    with running_sandbox(directory, tunnels=True) as sandbox:
         yield sandbox
-    finally:
-        sandbox.remove()
 
 
 @pytest.fixture
