@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from aovs.agent.reporter import DeviceReporter
 from aovs.model import PortDetails
 from aovs.rpc import (
     AddFdbEntries,
-    DeviceStatusReporter,
     NeutronServerApi,
     NeutronServerSimulator,
     NoActiveBinding,
@@ -110,24 +110,26 @@ async def test_update_device_list_is_recorded(
     assert sim.device_up_reports == [VLAN_PORT, SG_PORT] and sim.device_down_reports == ["gone"]
 
 
-async def test_device_status_reporter_coalesces_and_retries(
+async def test_agent_device_reporter_coalesces_and_retries(
     api: NeutronServerApi, sim: NeutronServerSimulator
 ) -> None:
-    reporter = DeviceStatusReporter(api, retry_delay=0.05)
+    """The agent's reporter over the real wire: a newer report supersedes a queued one, and
+    devices the server failed are sent again until it accepts them."""
+    reporter = DeviceReporter(api, retry_delay=0.05)
     sim.fail_devices = {V6_PORT}
     reporter.start()
     try:
-        reporter.mark_up([VLAN_PORT, SG_PORT, V6_PORT])
-        reporter.mark_down([SG_PORT])  # superseding, if not sent yet
+        for device in (VLAN_PORT, SG_PORT, V6_PORT):
+            reporter.report(device, up=True)
+        reporter.report(SG_PORT, up=False)  # superseding, if not sent yet
         await asyncio.sleep(0.2)
         sim.fail_devices = set()
         async with asyncio.timeout(5):
             await reporter.drain()
     finally:
         await reporter.stop()
-    assert reporter.reported[VLAN_PORT] == "up" and reporter.reported[V6_PORT] == "up"
-    assert reporter.reported[SG_PORT] == "down"
-    assert V6_PORT in sim.device_up_reports
+    assert VLAN_PORT in sim.device_up_reports and V6_PORT in sim.device_up_reports
+    assert SG_PORT not in sim.device_up_reports and SG_PORT in sim.device_down_reports
 
 
 async def test_tunnel_sync_fans_out_tunnel_update(

@@ -20,9 +20,8 @@ Using it from the agent::
     sg = await api.security_group_info_for_devices(ids)   # SecurityGroupInfo
     tunnels = await api.tunnel_sync(local_ip, "vxlan")    # tuple[model.TunnelEndpoint]
 
-    status = DeviceStatusReporter(api); status.start()    # update_device_list, off the
-    status.mark_up(ids); status.mark_down(ids)            # critical path, coalesced, retried
-    # (or await api.update_device_list(up=[...], down=[...]) directly)
+    await api.update_device_list(up=[...], down=[...])    # slow on a real server (~0.1 s a
+    # port): the agent sends it off the critical path, see aovs.agent.reporter.DeviceReporter
 
     heartbeat = StateReporter(api, interval=cfg.agent.report_interval,
                               configurations=lambda: {...}, device_count=lambda: n,
@@ -47,7 +46,6 @@ Tests, demo and benchmarks use :class:`NeutronServerSimulator` (``aovs simulate-
 """
 
 from aovs.rpc.amqp import RpcServer, RpcTransport
-from aovs.rpc.device_status import DeviceStatusReporter
 from aovs.rpc.errors import (
     NoSuchMethod,
     RemoteError,
@@ -94,7 +92,6 @@ __all__ = [
     "AgentEvent",
     "DeviceListResult",
     "DeviceOutcome",
-    "DeviceStatusReporter",
     "DevicesDetails",
     "FailedDevice",
     "FdbIpChange",

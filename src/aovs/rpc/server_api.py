@@ -117,8 +117,9 @@ class NeutronServerApi:
         ``rpc_resources_processing_step``), sent one after the other as neutron does.
 
         A real server spends ~0.1 s per port: never await this on the dataplane's critical path
-        (use :class:`aovs.rpc.device_status.DeviceStatusReporter`). Raises RpcError when a batch
-        fails as a whole; devices of batches already sent are then reported again by the caller.
+        (the agent's :class:`aovs.agent.reporter.DeviceReporter` sends it in the background).
+        Raises RpcError when a batch fails as a whole; devices of batches already sent are then
+        reported again by the caller.
         """
         up_list, down_list = unique(up), unique(down)
         step = self.device_list_batch_size
