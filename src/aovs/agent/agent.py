@@ -24,7 +24,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -785,6 +785,3 @@ def run_agent(config: AgentConfig) -> int:
     except KeyboardInterrupt:
         return 0
     return 0
-
-
-ShutdownHook = Callable[[], Awaitable[None]]

@@ -265,11 +265,7 @@ class AgentCore:
         for device in outcomes:
             port = self.ports.get(device)
             if port is not None:
-                self._evaluate(port, now, refreshed=device not in failed)
-
-    def details_unavailable(self, devices: Iterable[str], now: float, reason: str) -> None:
-        """The whole details call failed (server unreachable): back off, keep the dataplane."""
-        self.details_received({d: FailedDevice(d, reason) for d in devices}, now)
+                self._evaluate(port, now)
 
     def security_groups_received(
         self, devices: Iterable[str], info: SecurityGroupInfo, now: float
@@ -485,7 +481,7 @@ class AgentCore:
             self._dirty_ports.add(port.iface_id)
         self._evaluate(port, now)
 
-    def _evaluate(self, port: PortState, now: float, refreshed: bool = False) -> None:
+    def _evaluate(self, port: PortState, now: float) -> None:
         """Decide the phase of a port from what is known about it."""
         if port.ofport is None:
             return

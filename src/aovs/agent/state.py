@@ -31,10 +31,6 @@ class InterfaceRow:
     iface_id: str
     ofport: int | None  # None: OVS has not assigned one yet; -1: OVS could not add it
 
-    @property
-    def has_valid_ofport(self) -> bool:
-        return self.ofport is not None and self.ofport > 0
-
 
 @dataclass(frozen=True, slots=True)
 class PortConfig:

@@ -61,8 +61,3 @@ class ConjunctionIds:
         if not 0 <= priority_offset <= 3:
             raise ValueError(f"priority offset {priority_offset} out of 0..3")
         return self.bases[key] + 2 * priority_offset
-
-
-def priority_offset_of(conj_id: int) -> int:
-    """The priority offset a conjunction id encodes (see the module docstring)."""
-    return conj_id % BLOCK_SIZE // 2
