@@ -120,6 +120,41 @@ def flows_with(sandbox: OVSSandbox, bridge: str, needle: str) -> list[str]:
     return [f for f in sandbox.dump_flows(bridge) if needle in f]
 
 
+def ofports(sandbox: OVSSandbox, bridge: str = "br-int") -> dict[str, int]:
+    """The ofport of each of ``bridge``'s interfaces by name (ofports are per bridge)."""
+    mine = set(sandbox.vsctl("list-ifaces", bridge).split())
+    out = sandbox.vsctl("--format=csv", "--no-headings", "--columns=name,ofport", "list",
+                        "Interface")  # fmt: skip
+    return {
+        name.strip('"'): int(port)
+        for name, port in (line.split(",") for line in out.splitlines())
+        if name.strip('"') in mine and port.lstrip("-").isdigit()
+    }
+
+
+PORT_NUMBER = re.compile(
+    r"(?P<head>in_port=|output:|reg5=0x|set_field:0x)(?P<n>[0-9a-f]+)(?P<tail>->reg5)?"
+)
+
+
+def flows_by_port_name(
+    sandbox: OVSSandbox, names: dict[int, str], bridge: str = "br-int"
+) -> list[str]:
+    """The bridge's flows (sorted), each ofport replaced by its interface's name: equal before
+    and after VMs reboot exactly when every rebooted port's flows moved to its new ofport.
+    An ofport no interface has (a stale flow) stays a number and so breaks the equality."""
+
+    def name(m: re.Match[str]) -> str:
+        head, n, tail = m["head"], m["n"], m["tail"] or ""
+        hexadecimal = head.endswith("0x")
+        if head == "set_field:0x" and not tail:
+            return m[0]  # some other register or field
+        ofport = int(n, 16) if hexadecimal else int(n)
+        return f"{head.removesuffix('0x')}<{names.get(ofport, n)}>{tail}"
+
+    return sorted(PORT_NUMBER.sub(name, line) for line in sandbox.dump_flows(bridge))
+
+
 def in_ports(sandbox: OVSSandbox, bridge: str = "br-int") -> set[int]:
     return {int(m) for f in sandbox.dump_flows(bridge) for m in re.findall(r"in_port=(\d+)", f)}
 

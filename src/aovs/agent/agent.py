@@ -33,6 +33,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
 from aovs.agent.bridges import bridge_commands, patch_pairs, topology_from
 from aovs.agent.core import AgentCore, Plan, Transition
+from aovs.agent.heap import LongLivedHeap
 from aovs.agent.reporter import DeviceReporter
 from aovs.agent.snapshot import SnapshotWriter, load_snapshot, snapshot_extra
 from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
@@ -175,6 +176,7 @@ class Agent:
         self._plans_in_flight = 0
         self._connection_sampler: asyncio.Task[None] | None = None
         self._replay_pending = False  # an OpenFlow reconnect's replay is not yet counted
+        self.heap = LongLivedHeap()
 
     @staticmethod
     def _firewall_from(config: AgentConfig) -> FirewallDriver:
@@ -257,6 +259,7 @@ class Agent:
             extra={"ports": len(core.ports), "flowmods": self.stats.initial_flowmods,
                    "ms": self.stats.initial_sync_s * 1e3, **core.counts()},
         )  # fmt: skip
+        self.heap.settle(force=True)
         self.ready.set()
         self._tasks = [
             asyncio.create_task(self._pump_ovsdb(), name="aovs-ovsdb-events"),
@@ -639,6 +642,9 @@ class Agent:
                 LOG.exception("plan execution failed", extra={"flows": plan.flow_changes})
             finally:
                 self._plans_in_flight -= taken
+            self.heap.grew(plan.flow_changes)
+            if not self._plans:
+                self.heap.settle()
 
     async def _execute(self, plan: Plan) -> None:
         work: list[Awaitable[object]] = [

@@ -480,6 +480,21 @@ def remote_usage(
     }  # fmt: skip
 
 
+def _changed_ports(
+    before: Mapping[str, FilteredPort], after: Mapping[str, FilteredPort]
+) -> list[str]:
+    changed = [iface for iface, port in after.items() if before.get(iface) != port]
+    changed += [iface for iface in before if iface not in after]
+    return changed
+
+
+def _usage_view(port: FilteredPort | None) -> tuple[int, frozenset[str]] | None:
+    """What of a port ``remote_usage`` reads: equal views, equal usage."""
+    if port is None or is_trusted(port.details):
+        return None
+    return port.local_vlan, frozenset(port.details.security_groups)
+
+
 def member_owner(zone: int, direction: str, ethertype: str, address: str) -> OwnerKey:
     return (MEMBER_OWNER, str(zone), direction, ethertype, address)
 
@@ -606,6 +621,15 @@ class OVSFirewall:
         ports_after: Mapping[str, FilteredPort],
         sgs_after: SecurityGroupState,
     ) -> frozenset[OwnerKey]:
+        if sgs_before is sgs_after or sgs_before == sgs_after:
+            changed = _changed_ports(ports_before, ports_after)
+            if all(
+                _usage_view(ports_before.get(iface)) == _usage_view(ports_after.get(iface))
+                for iface in changed
+            ):
+                # the same groups and the same remote usage: only the changed ports' own
+                # flows can differ (a VM reboot's new ofport), found without walking them all
+                return frozenset(port_owner(iface) for iface in changed)
         dirty: set[OwnerKey] = set()
         ids_before = ConjunctionIds.for_keys(conjunction_keys(sgs_before))
         ids_after = self.conjunction_ids(sgs_after)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 import pytest
 from fw_scenarios import DB, WEB, make_port, members, owned_flows, rule, scenario
 
-from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState, load_driver
+from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState, load_driver, openvswitch
 from aovs.firewall.conjunctions import ConjunctionIds
 from aovs.firewall.openvswitch import OVSFirewall
 from aovs.model import AllowedAddressPair, SecurityGroup
@@ -233,6 +233,46 @@ def test_incremental_changes_match_full_recompute() -> None:
     ]  # fmt: skip
     for after in changes:
         _check_incremental((ports, sgs), after)
+
+
+def test_a_reboot_dirties_only_the_rebooted_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new ofport (or a reordered group list, or a trusted port coming and going) leaves
+    every zone's remote usage as it was: only those ports' owners are dirty, found without
+    computing any zone's usage (an O(ports) walk per reboot)."""
+    ports, sgs = scenario(n_ports=12, zones=(5, 6))
+    port, three = ports["port-4"], ports["port-3"]
+    rebooted = {**ports, "port-4": FilteredPort(port.details, port.ofport + 100, port.local_vlan)}
+    reordered = three.details.model_copy(
+        update={"security_groups": tuple(reversed(three.details.security_groups))}
+    )
+    regrouped = {**ports, "port-3": FilteredPort(reordered, three.ofport, three.local_vlan)}
+    trusted = {**ports, "port-50": make_port(50, ("web",), vlan=5, security=False)}
+    arrived = {**ports, "port-51": make_port(51, ("db",), vlan=7)}
+    cases = [(rebooted, {"port-4"}), (regrouped, {"port-3"}), (trusted, {"port-50"})]
+
+    usage = openvswitch.remote_usage
+    walks: list[object] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(openvswitch, "remote_usage", lambda *a: walks.append(a) or usage(*a))
+        for after, expected in cases:
+            dirty = OVSFirewall().owners_for_change(ports, sgs, after, sgs)
+            assert dirty == {("port", iface) for iface in expected}
+        assert not walks
+        # a filtered port arriving changes its zone's usage: the full computation runs
+        OVSFirewall().owners_for_change(ports, sgs, arrived, sgs)
+        assert walks
+
+    for after, _ in [*cases, (arrived, set())]:
+        _check_incremental((ports, sgs), (after, sgs))  # restricted == full recompute
+    _, changed = _check_incremental((ports, sgs), (rebooted, sgs))
+    assert changed and all({port.ofport, port.ofport + 100} & _ports_in(f) for f in changed)
+
+
+def _ports_in(flow: Flow) -> set[int]:
+    found = {flow.match.get("in_port"), flow.match.get("reg5")}
+    found |= {a.port for a in flow.actions if isinstance(a, Output)}
+    found |= {a.value for a in flow.actions if isinstance(a, SetField) and a.field == "reg5"}
+    return {p for p in found if isinstance(p, int)}
 
 
 def test_same_input_same_flows_whatever_the_order() -> None:
