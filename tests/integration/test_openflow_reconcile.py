@@ -134,7 +134,7 @@ async def test_foreign_cookies_are_left_alone(ovs_sandbox: OVSSandbox, bridge: s
         await reconciler.channel.close()
 
 
-async def test_new_process_against_right_flows_sends_nothing(
+async def test_new_process_against_right_flows_sends_nothing_then_warms_its_cache(
     ovs_sandbox: OVSSandbox, bridge: str
 ) -> None:
     flows = neutron_like_flows(200)
@@ -147,6 +147,15 @@ async def test_new_process_against_right_flows_sends_nothing(
     try:
         assert await second.sync(flows) == 0
         assert second.flowmods_sent == 0
+        assert len(second.cache) == 0  # nothing sent, nothing encoded yet
+        assert await second.warm_cache(batch=100) == len(flows)
+        assert await second.warm_cache() == 0  # once only
+        ofctl_flows_before = ofctl_flows(ovs_sandbox, bridge)
+        ovs_sandbox.ofctl("del-flows", bridge)  # the switch lost them (as after an OVS restart)
+        await second.refresh()
+        assert await second.sync(flows) == len(flows)
+        assert second.cache.misses == len(flows)  # all from the warmed cache
+        assert ofctl_flows(ovs_sandbox, bridge) == ofctl_flows_before
     finally:
         second.close()
         await second.channel.close()

@@ -270,6 +270,7 @@ class Agent:
         ]
         self._start_fetches(plan)
         self._after_commit(plan)
+        self._spawn(self._warm_flowmod_caches())
 
     async def stop(self) -> None:
         self._stopping = True
@@ -714,6 +715,17 @@ class Agent:
                     await self.ovsdb.transact(*_port_commands(name, config))
                 except OVSDBError as one:
                     LOG.info("Port row not written", extra={"port": name, "error": one})
+
+    async def _warm_flowmod_caches(self) -> None:
+        """An OVS restart replays from cached bytes; a restarted agent sent nothing, so fill
+        its caches now, in the background (see FlowReconciler.warm_cache)."""
+        for bridge, reconciler in self.reconcilers.items():
+            started = time.monotonic()
+            encoded = await reconciler.warm_cache()
+            if encoded:
+                LOG.debug("FlowMod cache warmed", extra={
+                    "bridge": bridge, "flows": encoded,
+                    "ms": (time.monotonic() - started) * 1e3})  # fmt: skip
 
     def _spawn(self, work: Awaitable[None]) -> None:
         task = asyncio.ensure_future(work)
