@@ -3,7 +3,8 @@
 At 1000 ports the agent holds ~800k objects (flows, matches, cached FlowMod bytes, ports). A
 full collection walks every one of them (~320 ms, measured), and CPython starts one whenever
 enough new objects have survived: at a random moment, e.g. in the middle of an OVS restart's
-replay (it made the replay 1.6-2.0 s instead of 1.1 s) or of a VM reboot's bundle.
+replay (a 190 ms gap between two chunks; replays of 1.1-1.5 s became 1.13-1.15 s) or of a VM
+reboot's bundle.
 
 ``gc.freeze()`` moves everything alive into a permanent generation that collections skip, so
 a collection only walks what changed since. Frozen objects are still freed by reference
