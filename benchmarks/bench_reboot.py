@@ -167,7 +167,7 @@ def _baselines(sandbox: OVSSandbox, one_port_ofport: int) -> dict[str, float]:
 
 async def run(url: str, ports: int, reboots: int) -> dict[str, Any]:
     sandbox = OVSSandbox(Path(tempfile.mkdtemp(prefix="aovs-b-", dir="/tmp")))
-    state = Path(tempfile.mkdtemp(prefix="aovs-bs-"))
+    state = Path(tempfile.mkdtemp(prefix="state-", dir=sandbox.directory))  # removed with it
     results: dict[str, Any] = {"ports": ports, "reboots": reboots}
     try:
         sandbox.start(physical_bridges=["br-phys"])

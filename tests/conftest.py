@@ -44,6 +44,14 @@ def fresh_sandbox() -> Iterator[OVSSandbox]:
         yield sandbox
 
 
+@pytest.fixture
+def state_path() -> Iterator[Path]:
+    """An agent's ``[agent] state_path`` (snapshot, status socket) for one test, removed after."""
+    directory = _short_tmpdir("aovs-s-")
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 

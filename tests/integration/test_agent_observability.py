@@ -10,7 +10,6 @@ import asyncio
 import os
 import socket
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -107,11 +106,12 @@ async def wait_health(port: int, status: int, what: str) -> str:
 
 
 async def test_metrics_health_and_status_follow_the_running_agent(
-    sandbox: OVSSandbox, rabbit_vhost: str
+    sandbox: OVSSandbox, rabbit_vhost: str, state_path: Path
 ) -> None:
-    state = Path(tempfile.mkdtemp(prefix="aovs-o-"))
     metrics_port = free_port()
-    config = agent_config(sandbox, rabbit_vhost, state, metrics_bind=f"127.0.0.1:{metrics_port}")
+    config = agent_config(
+        sandbox, rabbit_vhost, state_path, metrics_bind=f"127.0.0.1:{metrics_port}"
+    )
     sock = str(default_socket_path(config))
     async with (
         simulator(rabbit_vhost, topology(WIRED)) as sim,

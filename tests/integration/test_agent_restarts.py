@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -33,10 +32,6 @@ UPLINK = "br-phys-up"
 def sandbox(fresh_sandbox: OVSSandbox) -> OVSSandbox:
     fresh_sandbox.add_physical_bridge("br-phys")
     return fresh_sandbox
-
-
-def state_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="aovs-s-"))
 
 
 def send_udp(sandbox: OVSSandbox, index: int, dst_mac: str = "fa:16:3e:ff:ff:01") -> None:
@@ -74,12 +69,12 @@ def trace(sandbox: OVSSandbox, index: int) -> str:
 
 
 async def test_dataplane_vlan_flat_isolation_and_ovs_restart(
-    sandbox: OVSSandbox, rabbit_vhost: str
+    sandbox: OVSSandbox, rabbit_vhost: str, state_path: Path
 ) -> None:
     world = topology(PORTS)
     async with (
         simulator(rabbit_vhost, world) as sim,
-        running_agent(agent_config(sandbox, rabbit_vhost, state_dir()), canary_interval=0) as agent,
+        running_agent(agent_config(sandbox, rabbit_vhost, state_path), canary_interval=0) as agent,
     ):
         plug(sandbox, range(PORTS))
         core = agent.core
@@ -117,11 +112,10 @@ async def test_dataplane_vlan_flat_isolation_and_ovs_restart(
 
 
 async def test_agent_restart_sends_no_flowmods_and_counters_keep_growing(
-    sandbox: OVSSandbox, rabbit_vhost: str
+    sandbox: OVSSandbox, rabbit_vhost: str, state_path: Path
 ) -> None:
     world = topology(PORTS)
-    state = state_dir()
-    config = agent_config(sandbox, rabbit_vhost, state)
+    config = agent_config(sandbox, rabbit_vhost, state_path)
     async with simulator(rabbit_vhost, world) as sim:
         async with running_agent(config, canary_interval=0) as agent:
             plug(sandbox, range(PORTS))
@@ -143,11 +137,10 @@ async def test_agent_restart_sends_no_flowmods_and_counters_keep_growing(
 
 
 async def test_host_reboot_restores_from_snapshot_without_the_server(
-    sandbox: OVSSandbox, rabbit_vhost: str
+    sandbox: OVSSandbox, rabbit_vhost: str, state_path: Path
 ) -> None:
     world = topology(PORTS)
-    state = state_dir()
-    config = agent_config(sandbox, rabbit_vhost, state)
+    config = agent_config(sandbox, rabbit_vhost, state_path)
     async with (
         simulator(rabbit_vhost, world),
         running_agent(config, canary_interval=0, snapshot_delay=0.05) as agent,
@@ -159,7 +152,7 @@ async def test_host_reboot_restores_from_snapshot_without_the_server(
         await agent.settled()
         flows_before = sorted(sandbox.dump_flows("br-int"))
         phys_before = sorted(sandbox.dump_flows("br-phys"))
-    assert (state / "snapshot.json").exists()
+    assert (state_path / "snapshot.json").exists()
     # the host goes down: agent (above), OVS; neutron-server is not back yet
     sandbox.kill("ovs-vswitchd")
     sandbox.kill("ovsdb-server")

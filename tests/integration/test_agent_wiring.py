@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,13 +37,12 @@ def sandbox(fresh_sandbox: OVSSandbox) -> OVSSandbox:
 
 
 async def test_ports_are_wired_reported_and_rebooted(
-    sandbox: OVSSandbox, rabbit_vhost: str
+    sandbox: OVSSandbox, rabbit_vhost: str, state_path: Path
 ) -> None:
     world = topology(20)
-    state = Path(tempfile.mkdtemp(prefix="aovs-s-"))
     async with (
         simulator(rabbit_vhost, world) as sim,
-        running_agent(agent_config(sandbox, rabbit_vhost, state), unplug_grace=5.0) as agent,
+        running_agent(agent_config(sandbox, rabbit_vhost, state_path), unplug_grace=5.0) as agent,
     ):
         plug(sandbox, range(20))
         core = agent.core
@@ -80,14 +78,13 @@ async def test_ports_are_wired_reported_and_rebooted(
 
 
 async def test_1000_ports_in_one_transaction_then_all_1000_vms_reboot_at_once(
-    sandbox: OVSSandbox, rabbit_vhost: str
+    sandbox: OVSSandbox, rabbit_vhost: str, state_path: Path
 ) -> None:
     count = 1000
     world = topology(count)
-    state = Path(tempfile.mkdtemp(prefix="aovs-s-"))
     async with (
         simulator(rabbit_vhost, world) as sim,
-        running_agent(agent_config(sandbox, rabbit_vhost, state), canary_interval=0) as agent,
+        running_agent(agent_config(sandbox, rabbit_vhost, state_path), canary_interval=0) as agent,
     ):
         plug(sandbox, range(count))
         core = agent.core
@@ -128,13 +125,12 @@ async def test_1000_ports_in_one_transaction_then_all_1000_vms_reboot_at_once(
 
 
 async def test_notifications_admin_down_and_port_delete(
-    sandbox: OVSSandbox, rabbit_vhost: str
+    sandbox: OVSSandbox, rabbit_vhost: str, state_path: Path
 ) -> None:
     world = topology(4)
-    state = Path(tempfile.mkdtemp(prefix="aovs-s-"))
     async with (
         simulator(rabbit_vhost, world) as sim,
-        running_agent(agent_config(sandbox, rabbit_vhost, state), canary_interval=0) as agent,
+        running_agent(agent_config(sandbox, rabbit_vhost, state_path), canary_interval=0) as agent,
     ):
         plug(sandbox, range(4))
         core = agent.core

@@ -52,7 +52,7 @@ def world() -> Topology:
 
 
 def config(sandbox: OVSSandbox, url: str, host: str, local_ip: str, **agent: Any) -> AgentConfig:
-    state = tempfile.mkdtemp(prefix=f"aovs-{host}-")
+    state = tempfile.mkdtemp(prefix=f"state-{host}-", dir=sandbox.directory)  # removed with it
     return AgentConfig.model_validate(
         {
             "host": host,
