@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import Any
 
 from aovs.agent.agent import Agent
-from aovs.config import AgentConfig
 from aovs.ovsdb import AddPort, DeletePort, OVSDBClient
 from aovs.rpc.simulator import NeutronServerSimulator
 from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
@@ -171,12 +170,7 @@ async def run(url: str, ports: int, reboots: int) -> dict[str, Any]:
     results: dict[str, Any] = {"ports": ports, "reboots": reboots}
     try:
         sandbox.start(physical_bridges=["br-phys"])
-        config = AgentConfig.model_validate(
-            {"host": "bench", "transport_url": url,
-             "ovs": {"ovsdb_connection": sandbox.ovsdb_connection, "datapath_type": "dummy",
-                     "bridge_mappings": ["physnet1:br-phys"]},
-             "agent": {"state_path": str(state), "report_interval": 0}}
-        )  # fmt: skip
+        config = sandbox.agent_config(url, state, host="bench")
         sim = NeutronServerSimulator(_topology(ports), url)
         await sim.start()
         agent = Agent(config, canary_interval=0, unplug_grace=5.0)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aovs.agent.agent import Agent
-from aovs.config import AgentConfig
 from aovs.rpc.simulator import NeutronServerSimulator
 from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
 from aovs.sandbox import OVSSandbox, SandboxError
@@ -134,12 +133,7 @@ def _check_traces(sandbox: OVSSandbox) -> str:
 
 async def _demo(sandbox: OVSSandbox, url: str, state: Path, ports: int) -> list[Step]:
     steps: list[Step] = []
-    config = AgentConfig.model_validate(
-        {"host": "demo-compute", "transport_url": url,
-         "ovs": {"ovsdb_connection": sandbox.ovsdb_connection, "datapath_type": "dummy",
-                 "bridge_mappings": ["physnet1:br-phys"]},
-         "agent": {"state_path": str(state), "report_interval": 0}}
-    )  # fmt: skip
+    config = sandbox.agent_config(url, state, host="demo-compute")
     sim = NeutronServerSimulator(_topology(ports), url)
     await sim.start()
     agent = Agent(config, canary_interval=0, unplug_grace=5.0)

@@ -16,6 +16,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from aovs.config import AgentConfig
 
 SCHEMA_CANDIDATES = (
     Path("/usr/share/openvswitch/vswitch.ovsschema"),
@@ -84,6 +87,21 @@ class OVSSandbox:
         for name in ("OVS_RUNDIR", "OVS_LOGDIR", "OVS_DBDIR", "OVS_SYSCONFDIR"):
             env[name] = str(self.directory)
         return env
+
+    def agent_config(
+        self, transport_url: str, state_path: Path, *, host: str, **agent: Any
+    ) -> AgentConfig:
+        """An agent on this sandbox: dummy datapath, physnet1 on br-phys, no state reports;
+        ``agent`` adds or overrides ``[agent]`` options."""
+        return AgentConfig.model_validate(
+            {
+                "host": host,
+                "transport_url": transport_url,
+                "ovs": {"ovsdb_connection": self.ovsdb_connection, "datapath_type": "dummy",
+                        "bridge_mappings": ["physnet1:br-phys"]},
+                "agent": {"state_path": str(state_path), "report_interval": 0, **agent},
+            }
+        )  # fmt: skip
 
     def exports(self) -> str:
         lines = [

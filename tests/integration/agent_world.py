@@ -73,16 +73,9 @@ def topology(ports: int, flat_every: int = 10) -> Topology:
 def agent_config(
     sandbox: OVSSandbox, transport_url: str, state_path: Path, **agent: Any
 ) -> AgentConfig:
-    return AgentConfig.model_validate(
-        {
-            "host": "compute-test",
-            "transport_url": transport_url,
-            "ovs": {"ovsdb_connection": sandbox.ovsdb_connection, "datapath_type": "dummy",
-                    "bridge_mappings": ["physnet1:br-phys"]},
-            "agent": {"state_path": str(state_path), "report_interval": 0,
-                      "rpc_response_timeout": 2.0, "rpc_response_max_timeout": 4.0, **agent},
-        }
-    )  # fmt: skip
+    return sandbox.agent_config(transport_url, state_path, host="compute-test",
+                                rpc_response_timeout=2.0, rpc_response_max_timeout=4.0,
+                                **agent)  # fmt: skip
 
 
 def plug(sandbox: OVSSandbox, indexes: range | list[int]) -> None:
