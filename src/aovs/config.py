@@ -47,6 +47,7 @@ class OVSSection(_Section):
     int_peer_patch_port: str = "patch-tun"
     tun_peer_patch_port: str = "patch-int"
     vxlan_udp_port: int = Field(default=4789, ge=1, le=65535)
+    vhostuser_socket_dir: Path = Path("/var/run/openvswitch")  # reported to the server for nova
 
     @field_validator("bridge_mappings", mode="before")
     @classmethod

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NetworkType = Literal["vlan", "flat", "vxlan", "gre", "geneve", "local"]
 TUNNEL_TYPES: frozenset[str] = frozenset({"vxlan", "gre", "geneve"})
@@ -110,12 +110,29 @@ class SecurityGroupRule(_Value):
     port_range_max: int | None = Field(default=None, ge=0, le=65535)
     remote_ip_prefix: str | None = None
     remote_group_id: str | None = None
+    remote_address_group_id: str | None = None
     stateful: bool = True
 
     @field_validator("remote_ip_prefix")
     @classmethod
     def _check_prefix(cls, value: str | None) -> str | None:
         return None if value is None else str(ipaddress.ip_network(value, strict=False))
+
+    @model_validator(mode="after")
+    def _one_remote(self) -> SecurityGroupRule:
+        # neutron allows one remote at most; two would be ambiguous, and guessing could widen
+        remotes = [self.remote_ip_prefix, self.remote_group_id, self.remote_address_group_id]
+        if sum(remote is not None for remote in remotes) > 1:
+            raise ValueError(
+                "more than one of remote_ip_prefix, remote_group_id, remote_address_group_id"
+            )
+        return self
+
+    @property
+    def remote_id(self) -> str | None:
+        """The remote set whose members this rule admits: a security group or an address group
+        (neutron sends both kinds' addresses in ``sg_member_ips``, keyed by their ids)."""
+        return self.remote_group_id or self.remote_address_group_id
 
 
 class SecurityGroup(_Value):

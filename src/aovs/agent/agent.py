@@ -32,6 +32,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
 from aovs.agent.bridges import bridge_commands, patch_pairs, topology_from
+from aovs.agent.configurations import ovs_capabilities, reported_configurations
 from aovs.agent.core import AgentCore, Plan, Transition
 from aovs.agent.heap import LongLivedHeap
 from aovs.agent.reporter import DeviceReporter
@@ -72,6 +73,12 @@ from aovs.rpc import events as rpc_events
 from aovs.rpc.amqp import RpcTransport
 from aovs.rpc.errors import RpcError
 from aovs.rpc.notifications import NotificationConsumer
+from aovs.rpc.resources import (
+    CONSUMED_RESOURCES,
+    AddressGroupPush,
+    AddressGroupValue,
+    ResourcePushConsumer,
+)
 from aovs.rpc.server_api import NeutronServerApi
 from aovs.rpc.state_report import StateReporter
 
@@ -163,6 +170,7 @@ class Agent:
         self._background: set[asyncio.Task[Any]] = set()
         self._monitor: Monitor | None = None
         self._notifications: NotificationConsumer | None = None
+        self._pushes: ResourcePushConsumer | None = None
         self._heartbeat: StateReporter | None = None
         self._snapshot: SnapshotWriter | None = None
         self._stopping = False
@@ -177,6 +185,7 @@ class Agent:
         self._connection_sampler: asyncio.Task[None] | None = None
         self._replay_pending = False  # an OpenFlow reconnect's replay is not yet counted
         self.heap = LongLivedHeap()
+        self._capabilities: dict[str, list[str]] = {"datapath_types": [], "iface_types": []}
 
     @staticmethod
     def _firewall_from(config: AgentConfig) -> FirewallDriver:
@@ -215,6 +224,7 @@ class Agent:
         await self.ovsdb.start(timeout=30.0)
         await self.ovsdb.transact(*bridge_commands(self.config), wait_applied=True, timeout=30.0)
         self._monitor = await self.ovsdb.monitor(MONITORED)
+        await self._read_capabilities()
         topology = await self._wait_topology()
         core = AgentCore(
             topology,
@@ -287,6 +297,9 @@ class Agent:
         if self._notifications is not None:
             with contextlib.suppress(Exception):
                 await self._notifications.stop()
+        if self._pushes is not None:
+            with contextlib.suppress(Exception):
+                await self._pushes.stop()
         for reconciler in self.reconcilers.values():
             reconciler.close()
         for channel in self.channels.values():
@@ -395,6 +408,8 @@ class Agent:
         self.reporter.start()
         self._notifications = NotificationConsumer(self.transport, self.config.host)
         await self._notifications.start()
+        self._pushes = ResourcePushConsumer(self.transport, self.config.host, self._post)
+        await self._pushes.start()
         self._rpc_ready.set()
         self._tasks.append(asyncio.create_task(self._pump_notifications(), name="aovs-notify"))
         self._sync_tunnels()
@@ -405,17 +420,26 @@ class Agent:
                 configurations=self._configurations,
                 device_count=lambda: len(self.core.ports) if self.core else 0,
                 on_revived=self._resync_all,
+                resource_versions=CONSUMED_RESOURCES,
             )
             self._heartbeat.start()
 
     def _configurations(self) -> dict[str, Any]:
-        return {
-            "bridge_mappings": self.config.ovs.physical_bridges,
-            "integration_bridge": self.config.ovs.integration_bridge,
-            "tunnel_types": list(self.config.agent.tunnel_types),
-            "l2_population": self.config.agent.l2_population,
-            "firewall_driver": self.firewall.name,
-        }
+        return reported_configurations(
+            self.config, firewall_driver=self.firewall.name, capabilities=self._capabilities
+        )
+
+    async def _read_capabilities(self) -> None:
+        """The datapath and interface types this OVS supports (reported to the server: nova
+        plugs vhost-user on netdev hosts only when the agent says OVS can)."""
+        select = {"op": "select", "table": "Open_vSwitch", "where": [],
+                  "columns": ["datapath_types", "iface_types"]}  # fmt: skip
+        try:
+            (result,) = await self.ovsdb.transact_ops([select], timeout=30.0)
+            rows = result.get("rows", [])
+            self._capabilities = ovs_capabilities(rows[0] if rows else {})
+        except (OVSDBError, TimeoutError) as exc:
+            LOG.warning("OVS capabilities unread; reporting none", extra={"error": exc})
 
     def _sync_tunnels(self) -> None:
         """``tunnel_sync`` in the background (at start and when the server revives us)."""
@@ -573,8 +597,19 @@ class Agent:
             core.port_updated(item.port_id, now)
         elif isinstance(item, rpc_events.PortDelete):
             core.port_deleted(item.port_id, now)
-        elif isinstance(item, rpc_events.NetworkDelete):
-            core.network_deleted(item.network_id, now)
+        elif isinstance(item, rpc_events.NetworkUpdate | rpc_events.NetworkDelete):
+            core.network_changed(item.network_id, now)
+        elif isinstance(item, rpc_events.BindingActivate):
+            if item.host == self.config.host:
+                core.binding_activated(item.port_id, now)
+        elif isinstance(item, rpc_events.BindingDeactivate):
+            if item.host == self.config.host:
+                core.binding_deactivated(item.port_id, now)
+        elif isinstance(item, AddressGroupPush):
+            for group in item.groups:
+                addresses = frozenset() if item.event_type == "deleted" else group.addresses
+                core.address_group_changed(group.id, AddressGroupValue(group.id, addresses)
+                                           .by_ethertype())  # fmt: skip
         elif isinstance(
             item, rpc_events.SecurityGroupsRuleUpdated | rpc_events.SecurityGroupsMemberUpdated
         ):

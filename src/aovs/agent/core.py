@@ -57,6 +57,7 @@ from aovs.rpc.server_replies import (
 LOG = logging.getLogger(__name__)
 
 DEFAULT_UNPLUG_GRACE = 1.0
+BINDING_DEACTIVATED = "binding deactivated: the port is active on another host"
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,13 +298,70 @@ class AgentCore:
     def security_groups_unavailable(self, devices: Iterable[str], now: float) -> None:
         self.sg_fetch.failed(devices, now)
 
+    def is_local(self, iface_id: str) -> bool:
+        """Whether a port id concerns this host: plugged here, or asked or answered about.
+
+        neutron fans port_update / port_delete out to every agent; acting on other hosts'
+        ports would cost a details call each (a storm at cloud scale) and memory forever."""
+        return (
+            iface_id in self.ports
+            or iface_id in self.details
+            or iface_id in self.details_fetch
+            or iface_id in self.refusals
+        )
+
     def port_updated(self, iface_id: str, now: float) -> None:
         """port_update notification: ask again (the cached details keep wiring meanwhile)."""
+        if not self.is_local(iface_id):
+            return
         self.details_fetch.want([iface_id], now)
         if self.needs_security_groups and iface_id in self.ports:
             self.sg_fetch.want([iface_id], now)
 
+    def binding_activated(self, iface_id: str, now: float) -> None:
+        """Live migration: this host's binding became active; wire the port (as if re-added:
+        the server now answers its details instead of no_active_binding)."""
+        if not self.is_local(iface_id):
+            return
+        if self.refusals.get(iface_id, (None, ""))[1] == BINDING_DEACTIVATED:
+            self.refusals.pop(iface_id)
+        self.details_fetch.want([iface_id], now)
+        if self.needs_security_groups:
+            self.sg_fetch.want([iface_id], now)
+
+    def binding_deactivated(self, iface_id: str, now: float) -> None:
+        """Live migration: the port's active binding moved to another host; unwire it here
+        (dead VLAN + drop) until a binding on this host is activated again."""
+        if not self.is_local(iface_id):
+            return
+        self.details.pop(iface_id, None)
+        self.details_fetch.forget([iface_id])
+        self.refusals[iface_id] = (PortPhase.DEAD, BINDING_DEACTIVATED)
+        self._state_changed = True
+        port = self.ports.get(iface_id)
+        if port is not None:
+            self._evaluate(port, now)
+
+    def address_group_changed(self, group_id: str, addresses: Mapping[str, frozenset[str]]) -> None:
+        """An address group's CIDRs changed (pushed as an AddressGroup object: no legacy
+        notification carries this). Groups no known rule refers to are not kept."""
+        if not any(
+            rule.remote_address_group_id == group_id
+            for group in self.sgs.groups.values()
+            for rule in group.rules
+        ):
+            return
+        if self.sgs.members.get(group_id) == addresses:
+            return
+        members = {**self.sgs.members, group_id: dict(addresses)}
+        if self._sgs_before is None:
+            self._sgs_before = self.sgs
+        self.sgs = SecurityGroupState(groups=self.sgs.groups, members=members)
+        self._state_changed = True
+
     def port_deleted(self, iface_id: str, now: float) -> None:
+        if not self.is_local(iface_id):
+            return
         self.details.pop(iface_id, None)
         self.details_fetch.forget([iface_id])
         self.refusals[iface_id] = (PortPhase.DEAD, "deleted in neutron")
@@ -312,7 +370,9 @@ class AgentCore:
         if port is not None:
             self._evaluate(port, now)
 
-    def network_deleted(self, network_id: str, now: float) -> None:
+    def network_changed(self, network_id: str, now: float) -> None:
+        """network_update / network_delete: ask again about the ports on it (a segmentation
+        change, an MTU change, or their deletion follows from the answers)."""
         devices = [d for d, c in self.details.items() if c.details.network_id == network_id]
         self.details_fetch.want(devices, now)
 
@@ -323,7 +383,7 @@ class AgentCore:
         referencing = {
             sg.id
             for sg in self.sgs.groups.values()
-            if any(rule.remote_group_id in changed for rule in sg.rules)
+            if any(rule.remote_id in changed for rule in sg.rules)
         }
         wanted = changed | referencing
         devices = [

@@ -340,8 +340,8 @@ def conjunction_port_flows(
         list
     )
     for sg_id, rule, protocol in remote_rules:
-        assert rule.remote_group_id is not None
-        key: ConjKey = (sg_id, rule.remote_group_id, rule.direction, rule.ethertype)
+        assert rule.remote_id is not None
+        key: ConjKey = (sg_id, rule.remote_id, rule.direction, rule.ethertype)
         offset = priority_offset(rule, protocol, conjunction=True)
         by_kind[(rule.direction, rule.ethertype, protocol)].append(
             (rule, conj_ids.conj_id(key, offset))
@@ -402,7 +402,7 @@ def _split_rules(
         ok, protocol = _checked_protocol(sg_id, rule)
         if not ok:
             continue
-        if rule.remote_group_id is not None:
+        if rule.remote_id is not None:
             remote.append((sg_id, rule, protocol))
         else:
             plain.append((rule, protocol))
@@ -430,8 +430,8 @@ def filtered_port_flows(
 def conjunction_keys(sgs: SecurityGroupState) -> Iterator[ConjKey]:
     for sg_id, group in sgs.groups.items():
         for rule in group.rules:
-            if rule.remote_group_id is not None:
-                yield (sg_id, rule.remote_group_id, rule.direction, rule.ethertype)
+            if rule.remote_id is not None:
+                yield (sg_id, rule.remote_id, rule.direction, rule.ethertype)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -463,14 +463,14 @@ def remote_usage(
         for sg_id in sg_ids:
             group = sgs.groups.get(sg_id)
             for rule in group.rules if group is not None else ():
-                if rule.remote_group_id is None:
+                if rule.remote_id is None:
                     continue
                 ok, protocol = _checked_protocol(sg_id, rule)
                 if not ok:
                     continue
-                key: ConjKey = (sg_id, rule.remote_group_id, rule.direction, rule.ethertype)
+                key: ConjKey = (sg_id, rule.remote_id, rule.direction, rule.ethertype)
                 offset = priority_offset(rule, protocol, conjunction=True)
-                usage[zone][(rule.direction, rule.ethertype)][rule.remote_group_id].add(
+                usage[zone][(rule.direction, rule.ethertype)][rule.remote_id].add(
                     conj_ids.conj_id(key, offset)
                 )
     return {

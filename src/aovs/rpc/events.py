@@ -47,6 +47,22 @@ class NetworkDelete:
 
 
 @dataclass(frozen=True, slots=True)
+class BindingActivate:
+    """Live migration: the port's binding on ``host`` became the active one."""
+
+    port_id: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
+class BindingDeactivate:
+    """Live migration: the port's binding on ``host`` is no longer the active one."""
+
+    port_id: str
+    host: str
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityGroupsRuleUpdated:
     security_groups: tuple[str, ...]
 
@@ -106,6 +122,8 @@ AgentEvent = (
     | PortDelete
     | NetworkUpdate
     | NetworkDelete
+    | BindingActivate
+    | BindingDeactivate
     | SecurityGroupsRuleUpdated
     | SecurityGroupsMemberUpdated
     | TunnelUpdate
@@ -141,6 +159,14 @@ def network_update(args: Mapping[str, Any]) -> NetworkUpdate:
 
 def network_delete(args: Mapping[str, Any]) -> NetworkDelete:
     return NetworkDelete(_text(args, "network_id"))
+
+
+def binding_activate(args: Mapping[str, Any]) -> BindingActivate:
+    return BindingActivate(_text(args, "port_id"), _text(args, "host"))
+
+
+def binding_deactivate(args: Mapping[str, Any]) -> BindingDeactivate:
+    return BindingDeactivate(_text(args, "port_id"), _text(args, "host"))
 
 
 def security_groups_rule_updated(args: Mapping[str, Any]) -> SecurityGroupsRuleUpdated:
@@ -195,6 +221,8 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], AgentEvent]] = {
     "port_delete": port_delete,
     "network_update": network_update,
     "network_delete": network_delete,
+    "binding_activate": binding_activate,
+    "binding_deactivate": binding_deactivate,
     "security_groups_rule_updated": security_groups_rule_updated,
     "security_groups_member_updated": security_groups_member_updated,
     "tunnel_update": tunnel_update,

@@ -36,6 +36,8 @@ SECURITY_GROUP_UPDATE_TOPIC = f"{PREFIX}-security_group-update"
 TUNNEL_UPDATE_TOPIC = f"{PREFIX}-tunnel-update"
 TUNNEL_DELETE_TOPIC = f"{PREFIX}-tunnel-delete"
 L2POPULATION_UPDATE_TOPIC = f"{PREFIX}-l2population-update"
+BINDING_ACTIVATE_TOPIC = f"{PREFIX}-binding-activate"  # live migration (AgentNotifierApi 1.5)
+BINDING_DEACTIVATE_TOPIC = f"{PREFIX}-binding-deactivate"
 
 AGENT_TOPICS: tuple[str, ...] = (
     PORT_UPDATE_TOPIC,
@@ -46,6 +48,8 @@ AGENT_TOPICS: tuple[str, ...] = (
     TUNNEL_UPDATE_TOPIC,
     TUNNEL_DELETE_TOPIC,
     L2POPULATION_UPDATE_TOPIC,
+    BINDING_ACTIVATE_TOPIC,
+    BINDING_DEACTIVATE_TOPIC,
 )
 
 # What neutron's OVSNeutronAgent endpoint exposes (its oslo Target version).

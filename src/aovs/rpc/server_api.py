@@ -35,6 +35,7 @@ LOG = logging.getLogger(__name__)
 PLUGIN_TOPIC = "q-plugin"
 REPORTS_TOPIC = "q-reports-plugin"
 ISO8601_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f"
+SG_INFO_VERSION = "1.3"  # sg_member_ips as [ip, mac] pairs
 
 # Chosen by measurement (benchmarks/bench_rpc.py sweeps it): against the simulator, 1000
 # devices cost least with batches of 100-250 and 4 in flight; smaller batches pay per-message
@@ -143,12 +144,14 @@ class NeutronServerApi:
     # ---- security groups, tunnels ------------------------------------------------------------
 
     async def security_group_info_for_devices(self, devices: Iterable[str]) -> SecurityGroupInfo:
-        """``security_group_info_for_devices`` [1.2]: groups, rules and remote-group members."""
+        """``security_group_info_for_devices`` [1.3]: groups, rules, remote security group and
+        address group members. The server reads the version from the ``call_version``
+        argument (as neutron's client sends it); without it, it answers 1.2 with a warning."""
         reply = await self._call(
             PLUGIN_TOPIC,
             "security_group_info_for_devices",
-            {"devices": unique(devices)},
-            version="1.2",
+            {"devices": unique(devices), "call_version": SG_INFO_VERSION},
+            version=SG_INFO_VERSION,
         )
         return security_group_info(reply)
 

@@ -160,17 +160,50 @@ def device_list_result(reply: Any) -> DeviceListResult:
 
 @dataclass(frozen=True, slots=True)
 class SecurityGroupInfo:
-    """What the firewall driver needs for a set of ports."""
+    """What the firewall driver needs for a set of ports.
+
+    The ports' own ``security_group_rules`` (their groups' rules again, plus the DHCP rules the
+    server adds) are not read: the firewall implements DHCP itself, as neutron's does.
+    """
 
     devices: Mapping[str, tuple[str, ...]]  # port id -> its security group ids
     security_groups: Mapping[str, SecurityGroup]
-    member_ips: Mapping[str, Mapping[str, frozenset[str]]]  # sg id -> ethertype -> IPs
-    port_rules: Mapping[str, tuple[SecurityGroupRule, ...]]  # rules the server adds (DHCP)
-    problems: tuple[str, ...] = field(default=())  # dropped malformed rules, one line each
+    # remote security group or address group id -> ethertype -> addresses or CIDRs
+    member_ips: Mapping[str, Mapping[str, frozenset[str]]]
+    problems: tuple[str, ...] = field(default=())  # dropped rules, one line each
+
+
+# Keys of a wire rule that say which traffic it admits: each is honoured by the firewall.
+RULE_MATCH_KEYS = frozenset({
+    "direction", "ethertype", "protocol", "port_range_min", "port_range_max",
+    "source_ip_prefix", "dest_ip_prefix", "remote_ip_prefix", "remote_group_id",
+    "remote_address_group_id", "stateful",
+})  # fmt: skip
+# Keys that describe a rule without narrowing it (safe to ignore).
+RULE_INFO_KEYS = frozenset({
+    "id", "security_group_id", "project_id", "tenant_id", "description", "normalized_cidr",
+    "created_at", "updated_at", "revision_number", "tags", "standard_attr_id",
+    "belongs_to_default_sg", "name",
+})  # fmt: skip
+
+
+class UnhonouredRule(ValueError):
+    """A rule carries a field aovs cannot enforce: it is dropped, so its traffic is denied."""
 
 
 def security_group_rule(rule: Mapping[str, Any]) -> SecurityGroupRule:
-    """A wire rule: the peer prefix is ``source_ip_prefix`` (ingress) or ``dest_ip_prefix``."""
+    """A wire rule: the peer prefix is ``source_ip_prefix`` (ingress) or ``dest_ip_prefix``.
+
+    Security groups only allow: a rule aovs drops denies what it would have admitted. So a
+    field that would narrow a rule but that aovs does not know (a newer server's, or
+    ``source_port_range_*``) makes the rule fail closed instead of admitting more than asked.
+    """
+    unknown = sorted(
+        key for key, value in rule.items()
+        if value is not None and key not in RULE_MATCH_KEYS and key not in RULE_INFO_KEYS
+    )  # fmt: skip
+    if unknown:
+        raise UnhonouredRule(f"field(s) {', '.join(unknown)} not enforceable: rule denied")
     direction = rule.get("direction")
     prefix_key = "source_ip_prefix" if direction == "ingress" else "dest_ip_prefix"
     protocol = rule.get("protocol")
@@ -183,6 +216,7 @@ def security_group_rule(rule: Mapping[str, Any]) -> SecurityGroupRule:
             "port_range_max": rule.get("port_range_max"),
             "remote_ip_prefix": rule.get(prefix_key) or rule.get("remote_ip_prefix"),
             "remote_group_id": rule.get("remote_group_id"),
+            "remote_address_group_id": rule.get("remote_address_group_id"),
             "stateful": rule.get("stateful", True),
         }
     )
@@ -201,19 +235,17 @@ def security_group_info(reply: Any) -> SecurityGroupInfo:
                     raise ValueError(f"rule is a {type(wire_rule).__name__}")
                 rules.append(security_group_rule(wire_rule))
             except (ValidationError, ValueError) as exc:
-                problem = f"{owner}: rule {wire_rule!r:.200} dropped: {_one_line(exc)}"
+                problem = f"{owner}: rule {wire_rule!r:.300} dropped: {_one_line(exc)}"
                 LOG.warning("security group %s", problem)
                 problems.append(problem)
         return tuple(rules)
 
     devices: dict[str, tuple[str, ...]] = {}
-    port_rules: dict[str, tuple[SecurityGroupRule, ...]] = {}
     for port_id, port in _mapping(reply.get("devices")).items():
         if not isinstance(port, Mapping):
             problems.append(f"device {port_id}: not an object")
             continue
         devices[str(port_id)] = tuple(str(sg) for sg in _list(port.get("security_groups")))
-        port_rules[str(port_id)] = rules_of(f"port {port_id}", port.get("security_group_rules"))
     groups: dict[str, SecurityGroup] = {}
     for sg_id, wire_rules in _mapping(reply.get("security_groups")).items():
         rules = rules_of(f"group {sg_id}", wire_rules)
@@ -225,7 +257,7 @@ def security_group_info(reply: Any) -> SecurityGroupInfo:
             str(ethertype): frozenset(_member_ip(member) for member in _list(members))
             for ethertype, members in _mapping(by_ethertype).items()
         }
-    return SecurityGroupInfo(devices, groups, member_ips, port_rules, tuple(problems))
+    return SecurityGroupInfo(devices, groups, member_ips, tuple(problems))
 
 
 def _member_ip(member: Any) -> str:

@@ -32,6 +32,7 @@ class StateReporter:
         configurations: Callable[[], Mapping[str, Any]],
         device_count: Callable[[], int],
         on_revived: Callable[[], None] | None = None,
+        resource_versions: Mapping[str, str] | None = None,
     ) -> None:
         self.api = api
         self.interval = interval
@@ -41,6 +42,9 @@ class StateReporter:
         self.reports_sent = 0
         self.last_status: str | None = None
         self._start_flag = True
+        # the versioned objects this agent consumes; sent until a report succeeds (as neutron's
+        # agent does), so the server also pushes those versions when its own are newer
+        self._resource_versions = dict(resource_versions) if resource_versions else None
         self._task: asyncio.Task[None] | None = None
 
     def agent_state(self) -> dict[str, Any]:
@@ -53,6 +57,8 @@ class StateReporter:
             "agent_type": AGENT_TYPE,
             "configurations": configurations,
         }
+        if self._resource_versions:
+            state["resource_versions"] = dict(self._resource_versions)
         if self._start_flag:
             state["start_flag"] = True
         return state
@@ -61,6 +67,7 @@ class StateReporter:
         """One report; RpcError propagates (the loop logs it and tries again next interval)."""
         status = await self.api.report_state(self.agent_state())
         self._start_flag = False
+        self._resource_versions = None
         self.reports_sent += 1
         self.last_status = status
         if status == REVIVED and self.on_revived is not None:

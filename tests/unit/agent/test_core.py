@@ -198,7 +198,7 @@ def test_openvswitch_firewall_waits_for_security_groups() -> None:
                              port_range_max=22)  # fmt: skip
     groups = {"sg1": SecurityGroup(id="sg1", rules=(rule,))}
     members = {"sg1": {"IPv4": frozenset({"10.0.0.1"})}}
-    info = SecurityGroupInfo({"p-1": ("sg1",)}, groups, members, port_rules={})
+    info = SecurityGroupInfo({"p-1": ("sg1",)}, groups, members)
     core.security_groups_received(["p-1"], info, 0.1)
     wired = core.flush(0.1)
     assert core.ports["p-1"].phase is PortPhase.WIRED
