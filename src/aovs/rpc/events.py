@@ -73,6 +73,15 @@ class SecurityGroupsMemberUpdated:
 
 
 @dataclass(frozen=True, slots=True)
+class SecurityGroupsProviderUpdated:
+    """The server's own rules (DHCP) changed for these devices (None: all). aovs' firewall
+    builds the DHCP allowances into its base flows, as neutron's openvswitch driver does, so
+    nothing follows; parsed so that it is not an unknown method to the server's cast."""
+
+    devices: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
 class TunnelUpdate:
     tunnel_ip: str
     tunnel_type: str | None = None
@@ -126,6 +135,7 @@ AgentEvent = (
     | BindingDeactivate
     | SecurityGroupsRuleUpdated
     | SecurityGroupsMemberUpdated
+    | SecurityGroupsProviderUpdated
     | TunnelUpdate
     | TunnelDelete
     | AddFdbEntries
@@ -177,6 +187,13 @@ def security_groups_member_updated(args: Mapping[str, Any]) -> SecurityGroupsMem
     return SecurityGroupsMemberUpdated(_ids(args, "security_groups"))
 
 
+def security_groups_provider_updated(args: Mapping[str, Any]) -> SecurityGroupsProviderUpdated:
+    devices = args.get("devices_to_update")
+    return SecurityGroupsProviderUpdated(
+        None if devices is None else _ids(args, "devices_to_update")
+    )
+
+
 def tunnel_update(args: Mapping[str, Any]) -> TunnelUpdate:
     return TunnelUpdate(_text(args, "tunnel_ip"), _optional_text(args, "tunnel_type"))
 
@@ -225,6 +242,7 @@ PARSERS: dict[str, Callable[[Mapping[str, Any]], AgentEvent]] = {
     "binding_deactivate": binding_deactivate,
     "security_groups_rule_updated": security_groups_rule_updated,
     "security_groups_member_updated": security_groups_member_updated,
+    "security_groups_provider_updated": security_groups_provider_updated,
     "tunnel_update": tunnel_update,
     "tunnel_delete": tunnel_delete,
     "add_fdb_entries": add_fdb_entries,

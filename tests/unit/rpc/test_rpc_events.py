@@ -49,8 +49,28 @@ def test_l2pop_update_chg_ip() -> None:
         ("update_fdb_entries", {"fdb_entries": {"chg_mac": {}}}),
         ("tunnel_update", {"tunnel_ip": None}),
         ("add_fdb_entries", {"fdb_entries": {"n": {"segment_id": "x", "ports": {}}}}),
+        ("binding_activate", {"port_id": "p1"}),
+        ("binding_deactivate", {"host": "h1"}),
+        ("network_update", {"network": {"name": "no id"}}),
+        ("security_groups_provider_updated", {"devices_to_update": "p1"}),
     ],
 )
 def test_malformed_arguments_raise_value_error(method: str, args: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         events.PARSERS[method](args)
+
+
+def test_live_migration_bindings_name_port_and_host() -> None:
+    # AgentNotifierApi 1.5 casts these on q-agent-notifier-binding-(de)activate
+    activate = events.binding_activate({"port_id": "p1", "host": "dest"})
+    deactivate = events.binding_deactivate({"port_id": "p1", "host": "src"})
+    assert (activate.port_id, activate.host) == ("p1", "dest")
+    assert (deactivate.port_id, deactivate.host) == ("p1", "src")
+
+
+def test_network_update_and_provider_update_shapes() -> None:
+    update = events.network_update({"network": {"id": "n1", "mtu": 1400}})
+    assert update.network_id == "n1" and update.network["mtu"] == 1400
+    assert events.security_groups_provider_updated({"devices_to_update": None}).devices is None
+    provider = events.security_groups_provider_updated({"devices_to_update": ["p1"]})
+    assert provider.devices == ("p1",)
