@@ -18,6 +18,14 @@ Remote-group rules use conjunctions: per port, ``conjunction(id, 2/2)`` flows ma
 the protocol; per (zone, direction, ethertype, member address) a ``conjunction(id, 1/2)`` flow
 matches the member's address, so a member joining a group costs 2 flows (est + new), not one
 per port. Conjunction ids are derived from stable keys (aovs.firewall.conjunctions).
+
+A port whose security groups are stateless (aovs.firewall.stateless) gets the same tables
+without conntrack: 71 and 81 pass IP straight to the rules, rule flows match no ct_state (one
+flow per match instead of the est/new pair), nothing replies implicitly. Two flows keep its
+stateful neighbours on this host working as they would with a remote one: table 73 commits
+a stateful sender's new connection to it (as 73 does for any accepted egress), and table 94
+sends IP to its MACs, which a stateful port's established replies reach without ingress
+filtering, through its ingress rules.
 """
 
 from __future__ import annotations
@@ -49,6 +57,12 @@ from aovs.firewall.rule_matches import (
     priority_offset,
     protocol_matches,
     protocol_number,
+)
+from aovs.firewall.stateless import (
+    is_stateless,
+    is_stateless_conj_id,
+    port_is_stateless,
+    stateless_conj_id,
 )
 from aovs.model import SecurityGroupRule
 from aovs.openflow.flows import (
@@ -122,6 +136,10 @@ ICMPV6_ALLOWED_INGRESS_TYPES = (
 )
 DHCP_PORTS = {ETH_TYPE_IP: (68, 67), ETH_TYPE_IPV6: (546, 547)}  # (client, server)
 
+# table 73 / 94 flows of a stateless port (priorities neutron does not use; see module docstring)
+STATELESS_COMMIT_PRIORITY = 101  # above the p100 "to a local port" flow it refines
+STATELESS_REDIRECT_PRIORITY = 100  # above NORMAL (1) and neutron's egress-direct flows (10, 12)
+
 COMMIT = CT(commit=True, zone_src=REG_NET)
 MARK_INVALID = CT(commit=True, zone_src=REG_NET, actions=(SetField("ct_mark", CT_MARK_INVALID),))
 
@@ -188,17 +206,21 @@ def transient_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Fl
         )
 
 
-def egress_base_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
-    """Table 71: what the VM may send at all (anti-spoofing), before any rule."""
+def egress_base_flows(
+    port: FilteredPort, addresses: PortAddresses, stateful: bool = True
+) -> Iterator[Flow]:
+    """Table 71: what the VM may send at all (anti-spoofing), before any rule. The same for a
+    stateless port, except that its IP goes to the rules without conntrack."""
     own = {"in_port": port.ofport, REG_PORT: port.ofport}
     normal = [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)]
     drop = [_to(DROPPED_TRAFFIC_TABLE)]
+    to_rules = _track(RULES_EGRESS_TABLE) if stateful else _to(RULES_EGRESS_TABLE)
     for mac, ip in addresses.pairs_v4:
         yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_src=mac, eth_type=ETH_TYPE_ARP,
                     arp_spa=ip, **own)  # fmt: skip
         yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_src=mac, eth_type=ETH_TYPE_RARP, **own)
-        yield _flow(BASE_EGRESS_TABLE, 65, [_track(RULES_EGRESS_TABLE)], eth_src=mac,
-                    eth_type=ETH_TYPE_IP, ipv4_src=ip, **own)  # fmt: skip
+        yield _flow(BASE_EGRESS_TABLE, 65, [to_rules], eth_src=mac, eth_type=ETH_TYPE_IP,
+                    ipv4_src=ip, **own)  # fmt: skip
     for mac, ip in addresses.pairs_v6:
         for icmp_type in ICMPV6_ALLOWED_EGRESS_TYPES:
             yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_type=ETH_TYPE_IPV6,
@@ -208,8 +230,8 @@ def egress_base_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[
             yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_type=ETH_TYPE_IPV6,
                         ip_proto=PROTO_ICMPV6, icmpv6_type=icmp_type, ipv6_nd_target=ip,
                         **own)  # fmt: skip
-        yield _flow(BASE_EGRESS_TABLE, 65, [_track(RULES_EGRESS_TABLE)], eth_src=mac,
-                    eth_type=ETH_TYPE_IPV6, ipv6_src=ip, **own)  # fmt: skip
+        yield _flow(BASE_EGRESS_TABLE, 65, [to_rules], eth_src=mac, eth_type=ETH_TYPE_IPV6,
+                    ipv6_src=ip, **own)  # fmt: skip
     # DHCP client traffic, also from 0.0.0.0 (DHCPDISCOVER)
     client_v4 = (*addresses.pairs_v4, (addresses.mac, "0.0.0.0"))
     for eth_type, pairs, src_field in (
@@ -230,25 +252,57 @@ def egress_base_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[
     for icmp_type in (ICMPV6_TYPE_RA, *ICMPV6_RESTRICTED_EGRESS_TYPES):
         yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=ETH_TYPE_IPV6, ip_proto=PROTO_ICMPV6,
                     icmpv6_type=icmp_type, **own)  # fmt: skip
-    yield _flow(BASE_EGRESS_TABLE, 10, [CTClear(), *drop], **own)
+    # (71 p110 has already cleared any conntrack state: a stateless port needs no ct_clear)
+    yield _flow(BASE_EGRESS_TABLE, 10, [CTClear(), *drop] if stateful else drop, **own)
 
 
-def accept_or_ingress_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
-    """Table 73: accepted egress to a local filtered port goes on to that port's ingress."""
+def accept_or_ingress_flows(
+    port: FilteredPort, addresses: PortAddresses, stateful: bool = True
+) -> Iterator[Flow]:
+    """Table 73: accepted egress to a local filtered port goes on to that port's ingress.
+
+    A stateless port commits nothing of its own; but a stateful local sender's new connection
+    to it is committed here (in the shared zone), as 73 commits the sender's connections to
+    remote ports, so that the sender's conntrack admits the answers."""
+    to_port: list[Action] = [SetField(REG_PORT, port.ofport), _to(BASE_INGRESS_TABLE)]
     for mac in addresses.macs:
-        yield _flow(ACCEPT_OR_INGRESS_TABLE, 100,
-                    [SetField(REG_PORT, port.ofport), _to(BASE_INGRESS_TABLE)],
-                    eth_dst=mac, **{REG_NET: port.local_vlan})  # fmt: skip
-    for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
-        yield _flow(ACCEPT_OR_INGRESS_TABLE, 90, [COMMIT, _to(ACCEPTED_EGRESS_TRAFFIC_TABLE)],
-                    eth_type=eth_type, ct_state=NEW_NOT_ESTABLISHED,
-                    **{REG_PORT: port.ofport})  # fmt: skip
+        yield _flow(ACCEPT_OR_INGRESS_TABLE, 100, to_port, eth_dst=mac,
+                    **{REG_NET: port.local_vlan})  # fmt: skip
+        if not stateful:
+            for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+                yield _flow(ACCEPT_OR_INGRESS_TABLE, STATELESS_COMMIT_PRIORITY,
+                            [COMMIT, *to_port], eth_dst=mac, eth_type=eth_type,
+                            ct_state=NEW_NOT_ESTABLISHED,
+                            **{REG_NET: port.local_vlan})  # fmt: skip
+    if stateful:
+        yield from _commit_new_egress(port)
     yield _flow(ACCEPT_OR_INGRESS_TABLE, 80, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)],
                 **{REG_PORT: port.ofport})  # fmt: skip
 
 
-def ingress_base_flows(port: FilteredPort) -> Iterator[Flow]:
-    """Table 81: what always reaches the VM (ARP, ND, DHCP replies); IP goes to conntrack."""
+def _commit_new_egress(port: FilteredPort) -> Iterator[Flow]:
+    for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+        yield _flow(ACCEPT_OR_INGRESS_TABLE, 90, [COMMIT, _to(ACCEPTED_EGRESS_TRAFFIC_TABLE)],
+                    eth_type=eth_type, ct_state=NEW_NOT_ESTABLISHED,
+                    **{REG_PORT: port.ofport})  # fmt: skip
+
+
+def stateless_redirect_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
+    """Table 94, stateless port: IP to its MACs goes through its ingress rules. A stateful
+    port's established replies and related packets leave table 72 straight to 94 (NORMAL):
+    its conntrack answers for both ends in neutron's shared zone, but it cannot answer for a
+    stateless port, whose rules alone decide what it receives."""
+    to_port: list[Action] = [SetField(REG_PORT, port.ofport), _to(BASE_INGRESS_TABLE)]
+    for mac in addresses.macs:
+        for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
+            yield _flow(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE, STATELESS_REDIRECT_PRIORITY,
+                        to_port, eth_dst=mac, eth_type=eth_type,
+                        **{REG_NET: port.local_vlan})  # fmt: skip
+
+
+def ingress_base_flows(port: FilteredPort, stateful: bool = True) -> Iterator[Flow]:
+    """Table 81: what always reaches the VM (ARP, ND, DHCP replies); IP goes to conntrack, or
+    for a stateless port straight to the rules (whatever state a local sender gave it)."""
     reg = {REG_PORT: port.ofport}
     out = [Output(port.ofport, 0)]
     yield _flow(BASE_INGRESS_TABLE, 100, out, eth_type=ETH_TYPE_ARP, **reg)
@@ -258,9 +312,14 @@ def ingress_base_flows(port: FilteredPort) -> Iterator[Flow]:
     for eth_type, (client, server) in DHCP_PORTS.items():
         yield _flow(BASE_INGRESS_TABLE, 95, out, eth_type=eth_type, ip_proto=PROTO_UDP,
                     udp_src=server, udp_dst=client, **reg)  # fmt: skip
-        yield _flow(BASE_INGRESS_TABLE, 90, [_track(RULES_INGRESS_TABLE)], eth_type=eth_type,
-                    ct_state=NOT_TRACKED, **reg)  # fmt: skip
-    yield _flow(BASE_INGRESS_TABLE, 80, [_to(RULES_INGRESS_TABLE)], ct_state=TRACKED, **reg)
+        if stateful:
+            yield _flow(BASE_INGRESS_TABLE, 90, [_track(RULES_INGRESS_TABLE)],
+                        eth_type=eth_type, ct_state=NOT_TRACKED, **reg)  # fmt: skip
+        else:
+            yield _flow(BASE_INGRESS_TABLE, 90, [_to(RULES_INGRESS_TABLE)], eth_type=eth_type,
+                        **reg)  # fmt: skip
+    if stateful:
+        yield _flow(BASE_INGRESS_TABLE, 80, [_to(RULES_INGRESS_TABLE)], ct_state=TRACKED, **reg)
 
 
 def tracked_flows(port: FilteredPort, table: int, accept: list[Action]) -> Iterator[Flow]:
@@ -310,10 +369,25 @@ def _checked_protocol(sg_id: str, rule: SecurityGroupRule) -> tuple[bool, int | 
     return True, protocol
 
 
+def _accept_variants(
+    port: FilteredPort, direction: str, stateful: bool
+) -> list[tuple[int, dict[str, Any], list[Action]]]:
+    """(conjunction id step, ct_state match, actions) of an accepting rule: est and new for a
+    stateful port; one flow matching any state (no conntrack) for a stateless one."""
+    established, new = _accept_actions(port, direction)
+    if stateful:
+        return [(0, {"ct_state": ESTABLISHED_NOT_REPLY}, established),
+                (1, {"ct_state": NEW_NOT_ESTABLISHED}, new)]  # fmt: skip
+    return [(0, {}, established)]
+
+
 def plain_rule_flows(
-    port: FilteredPort, rules: Iterable[tuple[SecurityGroupRule, int | None]]
+    port: FilteredPort,
+    rules: Iterable[tuple[SecurityGroupRule, int | None]],
+    stateful: bool = True,
 ) -> Iterator[Flow]:
-    """Rules without a remote group: one accept pair (est, new) per match, priority 74-77."""
+    """Rules without a remote group: one accept pair (est, new) per match, priority 74-77;
+    stateless: one flow per match, on no ct_state, admitting exactly what the rule says."""
     for rule, protocol in rules:
         table = _rules_table(rule.direction)
         base: dict[str, Any] = {"eth_type": ETH_TYPES[rule.ethertype], REG_PORT: port.ofport}
@@ -321,21 +395,27 @@ def plain_rule_flows(
         if prefix is not None:
             base[peer_field(rule.ethertype, rule.direction)] = prefix
         priority = CONJUNCTION_BASE_PRIORITY + priority_offset(rule, protocol, conjunction=False)
-        established, new = _accept_actions(port, rule.direction)
+        variants = _accept_variants(port, rule.direction, stateful)
         for proto_match in protocol_matches(rule, protocol):
-            yield _flow(table, priority, established, ct_state=ESTABLISHED_NOT_REPLY,
-                        **base, **proto_match)  # fmt: skip
-            yield _flow(table, priority, new, ct_state=NEW_NOT_ESTABLISHED, **base, **proto_match)
+            for _, state, actions in variants:
+                yield _flow(table, priority, actions, **state, **base, **proto_match)
+
+
+def _rule_conj_id(conj_ids: ConjunctionIds, key: ConjKey, offset: int, stateful: bool) -> int:
+    conj_id = conj_ids.conj_id(key, offset)
+    return conj_id if stateful else stateless_conj_id(conj_id)
 
 
 def conjunction_port_flows(
     port: FilteredPort,
     remote_rules: Iterable[tuple[str, SecurityGroupRule, int | None]],
     conj_ids: ConjunctionIds,
+    stateful: bool = True,
 ) -> Iterator[Flow]:
     """The port's side of remote-group rules: ``conjunction(id, 2/2)`` flows matching the
     port and protocol (ranges merged so same-priority flows never overlap), and one accept flow
-    per conjunction id that records the id in reg7 (neutron logs it from there)."""
+    per conjunction id that records the id in reg7 (neutron logs it from there). A stateless
+    port uses one id per rule (its odd slot) and matches no ct_state."""
     by_kind: dict[tuple[str, str, int | None], list[tuple[SecurityGroupRule, int]]] = defaultdict(
         list
     )
@@ -344,7 +424,7 @@ def conjunction_port_flows(
         key: ConjKey = (sg_id, rule.remote_id, rule.direction, rule.ethertype)
         offset = priority_offset(rule, protocol, conjunction=True)
         by_kind[(rule.direction, rule.ethertype, protocol)].append(
-            (rule, conj_ids.conj_id(key, offset))
+            (rule, _rule_conj_id(conj_ids, key, offset, stateful))
         )
     for (direction, ethertype, protocol), rule_ids in sorted(
         by_kind.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or -1)
@@ -370,24 +450,22 @@ def conjunction_port_flows(
                 priority = CONJUNCTION_BASE_PRIORITY + priority_offset(rule, protocol, True)
                 for match in protocol_matches(rule, protocol):
                     clauses[(priority, frozenset(match.items()))].add(conj_id)
+        variants = _accept_variants(port, direction, stateful)
         for (priority, match_items), ids in clauses.items():
-            for step, state in enumerate(ACCEPT_STATES):
+            for step, state, _ in variants:
                 yield _flow(
                     table,
                     priority,
                     [Conjunction(conj_id + step, 2, 2) for conj_id in sorted(ids)],
-                    ct_state=state,
+                    **state,
                     **base,
                     **dict(match_items),
                 )
-        established, new = _accept_actions(port, direction)
         for conj_id in sorted({conj_id for _, conj_id in rule_ids}):
             priority = CONJUNCTION_BASE_PRIORITY + conj_id % 8 // 2
-            for step, (state, actions) in enumerate(
-                zip(ACCEPT_STATES, (established, new), strict=True)
-            ):
+            for step, state, actions in variants:
                 yield _flow(table, priority, [SetField(REG_REMOTE_GROUP, conj_id + step),
-                            *actions], conj_id=conj_id + step, ct_state=state,
+                            *actions], conj_id=conj_id + step, **state,
                             **base)  # fmt: skip
 
 
@@ -414,15 +492,21 @@ def filtered_port_flows(
 ) -> frozenset[Flow]:
     addresses = PortAddresses.of(port.details)
     plain, remote = _split_rules(port, sgs)
+    stateful = not port_is_stateless(port.details.device, port.details.security_groups, sgs)
     flows: list[Flow] = []
     flows += transient_flows(port, addresses)
-    flows += egress_base_flows(port, addresses)
-    flows += accept_or_ingress_flows(port, addresses)
-    flows += ingress_base_flows(port)
-    flows += tracked_flows(port, RULES_EGRESS_TABLE, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)])
-    flows += tracked_flows(port, RULES_INGRESS_TABLE, [Output(port.ofport, 0)])
-    flows += plain_rule_flows(port, plain)
-    flows += conjunction_port_flows(port, remote, conj_ids)
+    flows += egress_base_flows(port, addresses, stateful)
+    flows += accept_or_ingress_flows(port, addresses, stateful)
+    flows += ingress_base_flows(port, stateful)
+    if stateful:
+        flows += tracked_flows(
+            port, RULES_EGRESS_TABLE, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)]
+        )
+        flows += tracked_flows(port, RULES_INGRESS_TABLE, [Output(port.ofport, 0)])
+    else:
+        flows += stateless_redirect_flows(port, addresses)
+    flows += plain_rule_flows(port, plain, stateful)
+    flows += conjunction_port_flows(port, remote, conj_ids, stateful)
     return frozenset(flows)
 
 
@@ -450,7 +534,8 @@ RemoteUsage = dict[int, dict[tuple[str, str], dict[str, frozenset[int]]]]
 def remote_usage(
     ports: Mapping[str, FilteredPort], sgs: SecurityGroupState, conj_ids: ConjunctionIds
 ) -> RemoteUsage:
-    """Which conjunction ids each zone's filtered ports use for each remote group."""
+    """Which conjunction ids each zone's filtered ports use for each remote group (a stateless
+    port's: odd ids, see aovs.firewall.stateless.stateless_conj_id)."""
     combos = {
         (port.local_vlan, tuple(sorted(set(port.details.security_groups))))
         for port in ports.values()
@@ -460,6 +545,7 @@ def remote_usage(
         lambda: defaultdict(lambda: defaultdict(set))
     )
     for zone, sg_ids in combos:
+        stateful = not is_stateless(sg_ids, sgs)
         for sg_id in sg_ids:
             group = sgs.groups.get(sg_id)
             for rule in group.rules if group is not None else ():
@@ -471,7 +557,7 @@ def remote_usage(
                 key: ConjKey = (sg_id, rule.remote_id, rule.direction, rule.ethertype)
                 offset = priority_offset(rule, protocol, conjunction=True)
                 usage[zone][(rule.direction, rule.ethertype)][rule.remote_id].add(
-                    conj_ids.conj_id(key, offset)
+                    _rule_conj_id(conj_ids, key, offset, stateful)
                 )
     return {
         zone: {kind: {r: frozenset(ids) for r, ids in remotes.items()}
@@ -508,6 +594,11 @@ def member_flows(
     A member known only as a /0 (an allowed address pair of 0.0.0.0/0) is skipped: neutron
     narrows it by the member's MAC, which the member lists do not carry, and matching any source
     would open the rule to everyone in the zone. Failing closed is the safe side.
+
+    Stateless ports' ids (odd) get one flow per priority level matching any ct_state. It may
+    overlap the est/new flows of the same level: OVS allows the flows making up conjunctions to
+    overlap, and a packet completes no stateless and stateful conjunction together (the port
+    side matches one port, which is either kind).
     """
     by_priority: dict[int, list[int]] = defaultdict(list)
     for conj_id in sorted(set(conj_ids)):
@@ -519,13 +610,25 @@ def member_flows(
     }
     flows = []
     for priority, ids in by_priority.items():
-        for step, state in enumerate(ACCEPT_STATES):
+        paired = [conj_id for conj_id in ids if not is_stateless_conj_id(conj_id)]
+        single = [conj_id for conj_id in ids if is_stateless_conj_id(conj_id)]
+        if paired:
+            for step, state in enumerate(ACCEPT_STATES):
+                flows.append(
+                    _flow(
+                        _rules_table(direction),
+                        priority,
+                        [Conjunction(conj_id + step, 1, 2) for conj_id in paired],
+                        ct_state=state,
+                        **match,
+                    )
+                )
+        if single:
             flows.append(
                 _flow(
                     _rules_table(direction),
                     priority,
-                    [Conjunction(conj_id + step, 1, 2) for conj_id in ids],
-                    ct_state=state,
+                    [Conjunction(conj_id, 1, 2) for conj_id in single],
                     **match,
                 )
             )
