@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test demo deps system-deps lint typecheck unit bench bench-quick bench-ovsdb \
+.PHONY: test test-neutron demo deps system-deps lint typecheck unit bench bench-quick bench-ovsdb \
 	bench-openflow bench-rpc bench-reboot bench-firewall soak clean
 
 deps: system-deps $(STAMP)
@@ -28,6 +28,12 @@ typecheck: $(STAMP)
 
 test: deps lint typecheck
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# the conformance tier: aovs agents against a REAL neutron 29 server (tests/neutron); the server's
+# venv is built once per tests/neutron/server/requirements.lock, in ~/.cache/aovs
+test-neutron: deps
+	tests/neutron/server/install-neutron
+	$(VENV)/bin/pytest tests/neutron --neutron $(PYTEST_ARGS)
 
 unit: $(STAMP)
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
