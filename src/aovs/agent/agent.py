@@ -73,12 +73,7 @@ from aovs.rpc import events as rpc_events
 from aovs.rpc.amqp import RpcTransport
 from aovs.rpc.errors import RpcError
 from aovs.rpc.notifications import NotificationConsumer
-from aovs.rpc.resources import (
-    CONSUMED_RESOURCES,
-    AddressGroupPush,
-    AddressGroupValue,
-    ResourcePushConsumer,
-)
+from aovs.rpc.resources import CONSUMED_RESOURCES, AddressGroupPush, ResourcePushConsumer
 from aovs.rpc.server_api import NeutronServerApi
 from aovs.rpc.state_report import StateReporter
 
@@ -607,9 +602,10 @@ class Agent:
                 core.binding_deactivated(item.port_id, now)
         elif isinstance(item, AddressGroupPush):
             for group in item.groups:
-                addresses = frozenset() if item.event_type == "deleted" else group.addresses
-                core.address_group_changed(group.id, AddressGroupValue(group.id, addresses)
-                                           .by_ethertype())  # fmt: skip
+                deleted = item.event_type == "deleted"
+                core.address_group_changed(
+                    group.id, None if deleted else group.by_ethertype(), group.revision
+                )
         elif isinstance(
             item, rpc_events.SecurityGroupsRuleUpdated | rpc_events.SecurityGroupsMemberUpdated
         ):

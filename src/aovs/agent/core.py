@@ -139,6 +139,8 @@ class AgentCore:
         self.sgs = SecurityGroupState(groups={}, members={})
         # a port's groups come from security_group_info_for_devices, not from its details
         self.device_groups: dict[str, tuple[str, ...]] = {}
+        # address group id -> (revision, CIDRs by ethertype), as last pushed by the server
+        self.pushed_address_groups: dict[str, tuple[int | None, dict[str, frozenset[str]]]] = {}
         self.port_rows: dict[str, tuple[int | None, dict[str, str]]] = {}  # Port name -> row
         self.ledgers: dict[str, FlowLedger] = {}
         self.details_fetch = RetrySchedule(retry_first_delay, retry_cap)
@@ -276,7 +278,8 @@ class AgentCore:
         members = {k: dict(v) for k, v in self.sgs.members.items()}
         groups.update(info.security_groups)
         for sg_id, by_type in info.member_ips.items():
-            members[sg_id] = dict(by_type)
+            pushed = self.pushed_address_groups.get(sg_id)
+            members[sg_id] = dict(by_type) if pushed is None else pushed[1]
         new = SecurityGroupState(groups=groups, members=members)
         if new.groups != self.sgs.groups or new.members != self.sgs.members:
             if self._sgs_before is None:
@@ -342,18 +345,37 @@ class AgentCore:
         if port is not None:
             self._evaluate(port, now)
 
-    def address_group_changed(self, group_id: str, addresses: Mapping[str, frozenset[str]]) -> None:
-        """An address group's CIDRs changed (pushed as an AddressGroup object: no legacy
-        notification carries this). Groups no known rule refers to are not kept."""
-        if not any(
+    def address_group_changed(
+        self,
+        group_id: str,
+        addresses: Mapping[str, frozenset[str]] | None,
+        revision: int | None = None,
+    ) -> None:
+        """An address group's CIDRs changed, or it was deleted (``addresses`` None): pushed as
+        an AddressGroup object, the only way such a change reaches agents.
+
+        Every pushed group is kept (an address group is small, and few), so a
+        security_group_info reply computed before the push cannot bring back addresses the
+        push removed: the pushed value wins over any reply, and an older revision never
+        overrides a newer one."""
+        known = self.pushed_address_groups.get(group_id)
+        known_revision = None if known is None else known[0]
+        if revision is not None and known_revision is not None and revision < known_revision:
+            return
+        if addresses is None:
+            self.pushed_address_groups.pop(group_id, None)
+            value: dict[str, frozenset[str]] = {}
+        else:
+            value = dict(addresses)
+            self.pushed_address_groups[group_id] = (revision, value)
+        referenced = any(
             rule.remote_address_group_id == group_id
             for group in self.sgs.groups.values()
             for rule in group.rules
-        ):
+        )
+        if not referenced or self.sgs.members.get(group_id) == value:
             return
-        if self.sgs.members.get(group_id) == addresses:
-            return
-        members = {**self.sgs.members, group_id: dict(addresses)}
+        members = {**self.sgs.members, group_id: value}
         if self._sgs_before is None:
             self._sgs_before = self.sgs
         self.sgs = SecurityGroupState(groups=self.sgs.groups, members=members)

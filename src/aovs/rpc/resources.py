@@ -50,6 +50,7 @@ class AddressGroupValue:
 
     id: str
     addresses: frozenset[str]
+    revision: int | None = None  # the server's revision_number: pushes may arrive out of order
 
     def by_ethertype(self) -> dict[str, frozenset[str]]:
         v4 = frozenset(a for a in self.addresses if ipaddress.ip_network(a).version == 4)
@@ -94,7 +95,10 @@ def address_group(primitive: Any) -> AddressGroupValue:
             addresses.add(str(ipaddress.ip_network(address, strict=False)))
         except ValueError:
             raise ValueError(f"AddressGroup {group_id}: {address!r:.60} is no CIDR") from None
-    return AddressGroupValue(group_id, frozenset(addresses))
+    revision = data.get("revision_number")
+    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
+        raise ValueError(f"AddressGroup {group_id}: revision_number is not an integer")
+    return AddressGroupValue(group_id, frozenset(addresses), revision)
 
 
 def address_group_push(args: Mapping[str, Any]) -> AddressGroupPush:

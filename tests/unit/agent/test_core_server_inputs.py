@@ -105,8 +105,50 @@ def test_address_group_push_rewrites_only_its_member_flows() -> None:
     assert _sources(core.desired("br-int")) == set()  # emptied: nobody is admitted
 
 
-def test_unreferenced_address_group_push_is_not_kept() -> None:
+def test_a_stale_reply_never_brings_back_what_a_push_removed() -> None:
     core = _ag_core()
-    core.address_group_changed("ag-other", {"IPv4": frozenset({"10.0.0.0/8"})})
-    assert "ag-other" not in core.sgs.members
-    assert core.flush(1.0).flows == {}
+    core.address_group_changed("ag-1", {"IPv4": frozenset(), "IPv6": frozenset()}, revision=3)
+    core.flush(1.0)
+    # a security_group_info reply computed before the push arrives after it
+    rule = SecurityGroupRule(direction="ingress", protocol="tcp", port_range_min=22,
+                             port_range_max=22, remote_address_group_id="ag-1")  # fmt: skip
+    stale = SecurityGroupInfo(
+        {"p-1": ("sg1",)},
+        {"sg1": SecurityGroup(id="sg1", rules=(rule,))},
+        {"ag-1": {"IPv4": frozenset({"192.0.2.0/24"}), "IPv6": frozenset()}},
+    )
+    core.security_groups_received(["p-1"], stale, 1.1)
+    core.flush(1.1)
+    assert _sources(core.desired("br-int")) == set()
+
+
+def test_an_older_revision_does_not_override_a_newer_one() -> None:
+    core = _ag_core()
+    newer = {"IPv4": frozenset({"198.51.100.0/24"}), "IPv6": frozenset()}
+    core.address_group_changed("ag-1", newer, revision=5)
+    core.address_group_changed("ag-1", {"IPv4": frozenset({"10.0.0.0/8"})}, revision=4)
+    core.flush(1.0)
+    assert _sources(core.desired("br-int")) == {("198.51.100.0", "255.255.255.0")}
+
+
+def test_a_push_before_its_rule_is_known_still_wins_later() -> None:
+    core = _ag_core()
+    core.address_group_changed("ag-2", {"IPv4": frozenset({"203.0.113.0/24"})}, revision=2)
+    assert core.flush(1.0).flows == {}  # nothing refers to it yet: no flows
+    rule = SecurityGroupRule(direction="ingress", remote_address_group_id="ag-2")
+    info = SecurityGroupInfo(
+        {"p-1": ("sg1",)},
+        {"sg1": SecurityGroup(id="sg1", rules=(rule,))},
+        {"ag-2": {"IPv4": frozenset({"192.0.2.0/24"})}},  # computed before the push
+    )
+    core.security_groups_received(["p-1"], info, 1.1)
+    core.flush(1.1)
+    assert _sources(core.desired("br-int")) == {("203.0.113.0", "255.255.255.0")}
+
+
+def test_a_deleted_group_admits_nobody() -> None:
+    core = _ag_core()
+    core.address_group_changed("ag-1", None)
+    core.flush(1.0)
+    assert _sources(core.desired("br-int")) == set()
+    assert "ag-1" not in core.pushed_address_groups

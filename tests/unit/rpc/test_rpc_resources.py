@@ -32,6 +32,7 @@ def _group(*addresses: str, group: str = "ag-1") -> dict[str, Any]:
         "versioned_object.version": "1.2",
         "versioned_object.data": {
             "id": group, "name": "office", "project_id": "p", "shared": False,
+            "revision_number": 4,
             "description": "", "addresses": [_association(a, group) for a in addresses],
         },
         "versioned_object.changes": ["addresses"],
@@ -43,7 +44,7 @@ def test_address_group_push_parses_normalised_cidrs_by_ethertype() -> None:
         {"resource_list": [_group("192.0.2.7/24", "2001:db8::1/128")], "event_type": "updated"}
     )
     (group,) = push.groups
-    assert push.event_type == "updated" and group.id == "ag-1"
+    assert push.event_type == "updated" and group.id == "ag-1" and group.revision == 4
     assert group.by_ethertype() == {
         "IPv4": frozenset({"192.0.2.0/24"}),
         "IPv6": frozenset({"2001:db8::1/128"}),
