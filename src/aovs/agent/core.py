@@ -58,6 +58,7 @@ LOG = logging.getLogger(__name__)
 
 DEFAULT_UNPLUG_GRACE = 1.0
 BINDING_DEACTIVATED = "binding deactivated: the port is active on another host"
+NO_ACTIVE_BINDING = "bound to another host"
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,7 +246,7 @@ class AgentCore:
                 reason = (
                     "unknown to neutron-server"
                     if isinstance(outcome, UnknownDevice)
-                    else "bound to another host"
+                    else NO_ACTIVE_BINDING
                 )
                 self.refusals[device] = (PortPhase.DEAD, reason)
                 self._state_changed = True
@@ -612,7 +613,11 @@ class AgentCore:
         port.phase = phase
         port.reason = reason
         self._dirty_ports.add(port.iface_id)
-        if phase is not PortPhase.WIRED and (phase is not PortPhase.PENDING or reason):
+        # a live migration's destination (its binding not active yet) says nothing, as neutron's
+        # agent: the server hands a DOWN from it to l2population (fdb removals)
+        silent = reason == NO_ACTIVE_BINDING and not self._reported.get(port.iface_id)
+        down = phase is not PortPhase.WIRED and (phase is not PortPhase.PENDING or reason)
+        if down and not silent:
             self._report(port.iface_id, up=False)
 
     def _set_network(self, port: PortState, network_id: str | None) -> None:
