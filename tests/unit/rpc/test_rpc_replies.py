@@ -117,3 +117,37 @@ def test_tunnel_sync_reply() -> None:
     reply = {"tunnels": [{"ip_address": "192.0.2.1", "udp_port": 4789, "host": "c1"}, "junk"]}
     (tunnel,) = tunnel_endpoints(reply)
     assert tunnel.ip_address == "192.0.2.1" and tunnel.host == "c1" and tunnel.udp_port == 4789
+
+
+def test_security_group_info_1_3_as_neutron_29_sends_address_groups() -> None:
+    # security_group_info_for_ports at 1.3: members as [ip, mac] pairs, address groups' CIDRs
+    # in sg_member_ips too, as [cidr, null] (neutron "aligns" them with remote groups)
+    reply = {
+        "devices": {
+            "p1": {"id": "p1", "device": "p1", "fixed_ips": ["10.0.0.5"],
+                   "security_groups": ["sg1"], "security_group_source_groups": ["sg1"],
+                   "security_group_remote_address_groups": ["ag1"],
+                   "security_group_rules": [{"direction": "ingress", "ethertype": "IPv4",
+                                             "remote_address_group_id": "ag1"}]},
+        },
+        "security_groups": {
+            "sg1": [
+                {"direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
+                 "port_range_min": 22, "port_range_max": 22, "remote_address_group_id": "ag1",
+                 "stateful": True},
+                {"direction": "ingress", "ethertype": "IPv4", "remote_group_id": "sg1",
+                 "stateful": True},
+            ]
+        },
+        "sg_member_ips": {
+            "sg1": {"IPv4": [["10.0.0.5", "fa:16:3e:00:00:05"]]},
+            "ag1": {"IPv4": [["192.0.2.0/24", None]], "IPv6": [["2001:db8::/64", None]]},
+        },
+    }  # fmt: skip
+    info = security_group_info(reply)
+    ag_rule, sg_rule = info.security_groups["sg1"].rules
+    assert ag_rule.remote_address_group_id == "ag1" and ag_rule.remote_ip_prefix is None
+    assert sg_rule.remote_group_id == "sg1"
+    assert info.member_ips["ag1"] == {"IPv4": {"192.0.2.0/24"}, "IPv6": {"2001:db8::/64"}}
+    assert info.member_ips["sg1"]["IPv4"] == {"10.0.0.5"}
+    assert not info.problems
