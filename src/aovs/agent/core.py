@@ -238,6 +238,11 @@ class AgentCore:
                 self.details[device] = CachedDetails(outcome, confirmed=True)
                 self.refusals.pop(device, None)
                 self._state_changed = True
+                # answering details moves an ACTIVE port back to BUILD on the server (ML2's
+                # get_device_details): an UP already sent must be sent again, or the port stays
+                # BUILD after every port_update, network_update or binding activation
+                if self._reported.get(device) is True:
+                    del self._reported[device]
                 missing = self.needs_security_groups and self._missing_groups(outcome)
                 if missing and device not in self.sg_fetch:
                     self.sg_fetch.want([device], now)

@@ -152,3 +152,15 @@ def test_a_deleted_group_admits_nobody() -> None:
     core.flush(1.0)
     assert _sources(core.desired("br-int")) == set()
     assert "ag-1" not in core.pushed_address_groups
+
+
+def test_every_details_answer_is_followed_by_an_up_again(core: AgentCore) -> None:
+    # ML2 sets an ACTIVE port to BUILD whenever an agent asks its details: report UP again
+    first = wire(core, "p-1", 5)
+    assert first.reports == [("p-1", True)]
+    core.port_updated("p-1", 1.0)
+    assert core.flush(1.0).fetch_details == ["p-1"]
+    core.details_received({"p-1": details("p-1")}, 1.1)
+    again = core.flush(1.1)
+    assert again.reports == [("p-1", True)]
+    assert "br-int" not in again.flows  # nothing changed on the switch
