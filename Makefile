@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .PHONY: test test-neutron demo deps system-deps lint typecheck unit bench bench-quick bench-ovsdb \
-	bench-openflow bench-rpc bench-reboot bench-firewall soak clean
+	bench-openflow bench-rpc bench-reboot bench-firewall bench-neutron-rpc soak clean
 
 deps: system-deps $(STAMP)
 
@@ -55,6 +55,10 @@ bench-reboot: deps
 
 bench-firewall: deps
 	$(PY) -m benchmarks.bench_firewall
+
+bench-neutron-rpc: deps
+	tests/neutron/server/install-neutron
+	$(PY) -m benchmarks.bench_neutron_rpc
 
 bench: deps
 	$(PY) -m benchmarks.suite --ports 1000
