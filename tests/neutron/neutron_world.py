@@ -25,6 +25,19 @@ from aovs.config import AgentConfig
 from aovs.sandbox import OVSSandbox, running_sandbox
 
 OVS_AGENT = "Open vSwitch agent"
+# what neutron 29's own agent puts in report_state's configurations (ovs_neutron_agent.py
+# ``agent_state``, plus ``devices`` and ``in_distributed_mode`` added at each report); checked
+# against the installed source by test_lifecycle's registration test
+NEUTRON_CONFIGURATION_KEYS = frozenset({
+    "bridge_mappings", "resource_provider_bandwidths", "resource_provider_inventory_defaults",
+    "resource_provider_packet_processing_without_direction",
+    "resource_provider_packet_processing_with_direction",
+    "resource_provider_packet_processing_inventory_defaults", "resource_provider_hypervisors",
+    "integration_bridge", "tunnel_types", "tunneling_ip", "l2_population",
+    "arp_responder_enabled", "enable_distributed_routing", "log_agent_heartbeats", "extensions",
+    "datapath_type", "ovs_capabilities", "vhostuser_socket_dir", "ovs_hybrid_plug",
+    "baremetal_smartnic", "devices", "in_distributed_mode",
+})  # fmt: skip
 PHYSICAL_BRIDGE = "br-phys"  # physnet1's bridge
 # one loopback address per simulated hypervisor, by host name (never a non-loopback one)
 LOCAL_IPS = {"host-a": "127.0.0.11", "host-b": "127.0.0.12", "host-c": "127.0.0.13"}

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 from neutron_world import (
+    NEUTRON_CONFIGURATION_KEYS,
     OVS_AGENT,
     Hypervisor,
     HypervisorFactory,
@@ -62,19 +63,6 @@ ABOUT_AOVS = (
 # reports them in the server's life
 VERSIONS_REPORTED = "report_agent_resource_versions called with arguments"
 
-# neutron 29's ovs_neutron_agent.py: ``self.agent_state['configurations']`` (with neutron-lib's
-# constants resolved) plus what _report_state() adds to it on every report. Checked against
-# the installed source by test_agent_registers_with_everything_neutrons_agent_reports.
-NEUTRON_CONFIGURATION_KEYS = frozenset({
-    "bridge_mappings", "resource_provider_bandwidths", "resource_provider_inventory_defaults",
-    "resource_provider_packet_processing_without_direction",
-    "resource_provider_packet_processing_with_direction",
-    "resource_provider_packet_processing_inventory_defaults", "resource_provider_hypervisors",
-    "integration_bridge", "tunnel_types", "tunneling_ip", "l2_population",
-    "arp_responder_enabled", "enable_distributed_routing", "log_agent_heartbeats", "extensions",
-    "datapath_type", "ovs_capabilities", "vhostuser_socket_dir", "ovs_hybrid_plug",
-    "baremetal_smartnic", "devices", "in_distributed_mode",
-})  # fmt: skip
 
 OVS_AGENT_SOURCE = "neutron/plugins/ml2/drivers/openvswitch/agent/ovs_neutron_agent.py"
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from neutron_world import (
+    NEUTRON_CONFIGURATION_KEYS,
     OVS_AGENT,
     PHYSICAL_BRIDGE,
     Hypervisor,
@@ -47,18 +48,6 @@ pytestmark = pytest.mark.integration
 UPLINK = f"{PHYSICAL_BRIDGE}-up"  # the sandbox's dummy uplink on br-phys
 BRIDGES = ("br-int", "br-tun", PHYSICAL_BRIDGE)
 DEAD_VLAN = 4095
-# what neutron 29's own agent puts in report_state's configurations (ovs_neutron_agent.py
-# agent_state, plus ``devices`` and ``in_distributed_mode`` added at each report)
-NEUTRON_CONFIGURATION_KEYS = {
-    "bridge_mappings", "resource_provider_bandwidths", "resource_provider_inventory_defaults",
-    "resource_provider_packet_processing_without_direction",
-    "resource_provider_packet_processing_with_direction",
-    "resource_provider_packet_processing_inventory_defaults", "resource_provider_hypervisors",
-    "integration_bridge", "tunnel_types", "tunneling_ip", "l2_population",
-    "arp_responder_enabled", "enable_distributed_routing", "log_agent_heartbeats", "extensions",
-    "datapath_type", "ovs_capabilities", "vhostuser_socket_dir", "ovs_hybrid_plug",
-    "baremetal_smartnic", "devices", "in_distributed_mode",
-}  # fmt: skip
 SETTLE = 10.0  # seconds for an API change to reach the flows (measured: ~1-2 s)
 
 

@@ -196,7 +196,7 @@ class NeutronServer:
         extension_drivers: Sequence[str] = ("port_security",),
         extra_config: Config | None = None,
         extra_ml2_config: Config | None = None,
-        start_timeout: float = 60.0,
+        start_timeout: float = 120.0,  # ~20 s on a quiet machine; several times that under load
         keep: bool = False,
     ) -> None:
         self.venv = Path(venv)
