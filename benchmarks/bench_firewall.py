@@ -26,10 +26,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from aovs.dataplane.compose import firewall_owners
 from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState, load_driver
 from aovs.model import FixedIP, PortDetails, SecurityGroup, SecurityGroupRule
 from aovs.openflow.flows import Flow
 from aovs.openflow.ofctl_text import to_ofctl
+from aovs.owners import MEMBER, PORT, kind_of
 from aovs.sandbox import OVSSandbox
 
 RESULTS = Path(__file__).parent / "results" / "firewall.json"
@@ -100,12 +102,7 @@ def scenario(n_ports: int) -> tuple[dict[str, FilteredPort], SecurityGroupState]
 def compute_all(
     ports: Mapping[str, FilteredPort], sgs: SecurityGroupState
 ) -> dict[OwnerKey, frozenset[Flow]]:
-    driver = load_driver("openvswitch")
-    owned: dict[OwnerKey, frozenset[Flow]] = {("fw-base",): driver.base_flows()}
-    for iface, port in ports.items():
-        owned[("port", iface)] = driver.port_flows(port, sgs)
-    owned.update(driver.shared_flows(ports, sgs))
-    return owned
+    return firewall_owners(load_driver("openvswitch"), ports, sgs)
 
 
 def timed(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
@@ -201,9 +198,9 @@ def main() -> None:
         "runs": args.runs,
         "flows": len(flows),
         "flows_per_port": round(
-            sum(len(f) for o, f in owned.items() if o[0] == "port") / args.ports, 1
+            sum(len(f) for o, f in owned.items() if kind_of(o) == PORT) / args.ports, 1
         ),
-        "shared_flows": sum(len(f) for o, f in owned.items() if o[0] == "fw-member"),
+        "shared_flows": sum(len(f) for o, f in owned.items() if kind_of(o) == MEMBER),
         "compute_seconds": round(compute_s, 4),
         "member_join": member_join(ports, sgs, args.runs),
     }

@@ -41,25 +41,31 @@ from typing import Any
 
 from aovs.agent.agent import Agent
 from aovs.ovsdb import AddPort, DeletePort, OVSDBClient
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
 from aovs.sandbox import OVSSandbox
+from aovs.testing.cloud import (
+    CloudNetwork,
+    CloudPort,
+    CloudRule,
+    CloudSecurityGroup,
+    SimulatedCloud,
+)
+from aovs.testing.simulator import NeutronServerSimulator
 
 RESULTS = Path(__file__).parent / "results" / "reboot.json"
 SG = "sg-bench"
 OVS_RESTARTS = 3  # the figure is their median; every run is in ovs_restart_runs_s
 
 
-def _topology(ports: int) -> Topology:
-    ssh = Rule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+def _topology(ports: int) -> SimulatedCloud:
+    ssh = CloudRule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
                remote_ip_prefix="0.0.0.0/0")  # fmt: skip
-    rules = (Rule(direction="egress"), ssh, Rule(direction="ingress", remote_group_id=SG))
-    vlan = Network(network_type="vlan", physical_network="physnet1", segmentation_id=101)
-    return Topology(
+    rules = (CloudRule(direction="egress"), ssh, CloudRule(direction="ingress", remote_group_id=SG))
+    vlan = CloudNetwork(network_type="vlan", physical_network="physnet1", segmentation_id=101)
+    return SimulatedCloud(
         networks={"net-vlan": vlan},
-        security_groups={SG: SecurityGroup(rules=rules)},
+        security_groups={SG: CloudSecurityGroup(rules=rules)},
         ports=tuple(
-            Port.model_validate(
+            CloudPort.model_validate(
                 {
                     "port_id": f"port-{i:05d}",
                     "network_id": "net-vlan",
@@ -195,19 +201,19 @@ async def run(url: str, ports: int, reboots: int) -> dict[str, Any]:
             old = core.ports[iface].ofport
             await hypervisor.transact(DeletePort(f"tap{i:05d}", "br-int"))
             await agent.settled(60)
-            count = len(agent.stats.commit_latencies_ms)
+            count = agent.stats.commit_latencies_ms.count
             plugged = time.monotonic()
             await hypervisor.transact(
                 AddPort("br-int", f"tap{i:05d}", type="dummy", external_ids={"iface-id": iface})
             )
             await _until(
                 lambda c=count, p=iface, o=old: (  # type: ignore[misc]
-                    len(agent.stats.commit_latencies_ms) > c and core.ports[p].ofport != o
+                    agent.stats.commit_latencies_ms.count > c and core.ports[p].ofport != o
                 ),
                 60,
                 "rewired",
             )
-            latencies.append(agent.stats.commit_latencies_ms[-1])
+            latencies.append(agent.stats.commit_latencies_ms.last)
             e2e.append((time.monotonic() - plugged) * 1e3)
         await hypervisor.close()
         if latencies:

@@ -29,9 +29,10 @@ from typing import Any
 
 import uvloop
 
-from aovs.rpc import NeutronServerApi, NotificationConsumer, RpcTransport, Topology
-from aovs.rpc.notifications import PORT_DELETE_TOPIC
-from aovs.rpc.server_api import DEFAULT_DETAILS_BATCH, DEFAULT_DETAILS_CONCURRENCY
+from aovs.rpc.amqp import RpcTransport
+from aovs.rpc.notifications import PORT_DELETE_TOPIC, NotificationConsumer
+from aovs.rpc.server_api import DEFAULT_DETAILS_BATCH, DEFAULT_DETAILS_CONCURRENCY, NeutronServerApi
+from aovs.testing.cloud import SimulatedCloud
 
 RESULTS = Path(__file__).parent / "results" / "rpc.json"
 BATCHES = (25, 50, 100, 200, 250, 500, 1000)
@@ -108,7 +109,7 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run(url: str, topology: Topology, runs: int, notifications: int) -> dict[str, Any]:
+async def run(url: str, topology: SimulatedCloud, runs: int, notifications: int) -> dict[str, Any]:
     devices = [port.port_id for port in topology.ports]
     sweep: list[dict[str, Any]] = []
     async with RpcTransport(url) as transport:
@@ -158,7 +159,7 @@ def main() -> int:
 
     vhost = f"aovs-bench-rpc-{uuid.uuid4().hex[:8]}"
     url = f"rabbit://guest:guest@127.0.0.1:5672/{vhost}"
-    topology = Topology.generate(ports=args.ports)
+    topology = SimulatedCloud.generate(ports=args.ports)
     rabbitmqctl("add_vhost", vhost)
     simulator = None
     try:

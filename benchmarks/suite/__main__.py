@@ -24,7 +24,7 @@ import uvloop
 
 from aovs.openflow.ofctl_text import to_ofctl
 from aovs.openflow.reconcile import stable_cookie
-from aovs.pipelines import compose
+from aovs.owners import port_owner
 from benchmarks.baselines import LegacyPort, LegacyResult, legacy_way, practical_limit
 from benchmarks.suite import scenarios
 from benchmarks.suite.expected import local_vlans, owned_flows
@@ -122,7 +122,7 @@ async def _legacy(session: Session, sample: int) -> tuple[LegacyResult, list[Leg
     vlans = local_vlans(session.vms(), tags)
     owners = owned_flows(session.server, session.vms(), session.ofports, vlans, session.overlay)
     ports, shared = [], []
-    port_owned = {compose.port_owner(vm.iface_id) for vm in session.vms()}
+    port_owned = {port_owner(vm.iface_id) for vm in session.vms()}
     for owner, by_bridge in owners.items():
         if owner in port_owned:
             continue
@@ -137,7 +137,7 @@ async def _legacy(session: Session, sample: int) -> tuple[LegacyResult, list[Leg
             "physical_network": details.physical_network or "None",
             "segmentation_id": str(details.segmentation_id), "tag": str(vlan),
         }  # fmt: skip
-        flows = owners[compose.port_owner(vm.iface_id)].get(INTEGRATION_BRIDGE, frozenset())
+        flows = owners[port_owner(vm.iface_id)].get(INTEGRATION_BRIDGE, frozenset())
         ports.append(LegacyPort(vm.tap, vlan, other_config,
                                 [to_ofctl(f, cookie) for f in flows]))  # fmt: skip
     return await legacy_way(session.reference, ports, shared, sample), ports

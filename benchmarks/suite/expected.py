@@ -1,15 +1,13 @@
-"""The flows the dataplane must hold, computed the way the agent must compute them (pure).
+"""The flows the dataplane must hold: the agent's own specification, from the world's state.
 
 From the world as the switch and the server know it: the simulator's replies (device details
 and security-group info for every port, parsed by aovs.rpc's reply parsers), the ofports and the
-local VLANs (``Port.tag``) OVSDB reports, the patch ports' ofports. Fed to the pure pipelines
-(aovs.pipelines.compose) and the openvswitch firewall driver, owner by owner, exactly as the
-contract in docs/architecture.md describes; the union per bridge is what ``dump-flows`` must
-show. With an overlay, br-tun's owners too, as :mod:`aovs.agent.tunnels` composes them without
-l2population: one tunnel port per remote endpoint the server knows (named as neutron names them),
-each network flooding to all of them, from the pure :mod:`aovs.pipelines.br_tun`. Computed
-independently of the agent's process and state: a bug in its bookkeeping shows up as a
-difference.
+local VLANs (``Port.tag``) OVSDB reports, the patch ports' ofports. They make a
+:class:`aovs.dataplane.compose.DataplaneState` (every port wired, the openvswitch firewall; with
+an overlay, br-tun's tunnel state once ``tunnel_sync`` answered without l2population and the
+tunnel ports exist), and :func:`aovs.dataplane.compose.desired_flows` says what ``dump-flows``
+must show. The state comes from the switch and the server, never from the agent's process: a bug
+in its bookkeeping shows up as a difference.
 """
 
 from __future__ import annotations
@@ -18,15 +16,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from aovs.agent.bridges import INT_PREFIX, PHY_PREFIX, peer_name
-from aovs.agent.tunnels import flood_owner, tunnel_owner, tunnel_port_name
-from aovs.firewall.base import FilteredPort, OwnerKey, SecurityGroupState
+from aovs.agent.tunnels import TunnelSettings, TunnelState, TunnelSynced, tunnel_port_name
+from aovs.dataplane import compose
+from aovs.dataplane.compose import BridgeFlows, DataplaneState, PortPlan, Wiring
+from aovs.firewall.base import SecurityGroupState
 from aovs.firewall.openvswitch import OVSFirewall
-from aovs.model import PortDetails
+from aovs.model import PortDetails, TunnelEndpoint
 from aovs.openflow.flows import Flow
-from aovs.pipelines import br_tun, compose
+from aovs.owners import OwnerKey
 from aovs.rpc.server_replies import device_outcome, security_group_info
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Topology
+from aovs.testing.cloud import SimulatedCloud
+from aovs.testing.simulator import NeutronServerSimulator
 from benchmarks.suite.world import (
     HOST,
     INT_PEER_PATCH,
@@ -37,8 +37,6 @@ from benchmarks.suite.world import (
     TUNNEL_BRIDGE,
     VmPort,
 )
-
-BridgeFlows = dict[str, frozenset[Flow]]
 
 
 class ExpectationError(ValueError):
@@ -53,7 +51,7 @@ class ServerView:
     security_groups: SecurityGroupState
 
     @classmethod
-    def of(cls, topology: Topology, vms: Sequence[VmPort]) -> ServerView:
+    def of(cls, topology: SimulatedCloud, vms: Sequence[VmPort]) -> ServerView:
         # the simulator's answer logic, without its transport: nothing is sent
         simulator = NeutronServerSimulator(topology, "rabbit://unused:unused@127.0.0.1:1/")
         devices = [vm.iface_id for vm in vms]
@@ -112,26 +110,19 @@ def pipeline_topology(
     return compose.Topology(INTEGRATION_BRIDGE, {PHYSNET: link}, tunnel)
 
 
-def overlay_flows(
-    overlay: Overlay,
-    ofports: Mapping[str, int],
-    networks: Mapping[str, tuple[int, int]],
-) -> dict[OwnerKey, BridgeFlows]:
-    """br-tun's tunnel-port and flood owners; ``networks``: the overlay networks this host
-    holds, network id -> (tunnel id, local VLAN)."""
-    tunnel_ofports = []
-    owners: dict[OwnerKey, BridgeFlows] = {}
+def overlay_state(overlay: Overlay, ofports: Mapping[str, int]) -> TunnelState:
+    """br-tun's state as the agent holds it once ``tunnel_sync`` answered and every tunnel port
+    exists (with these ofports)."""
+    settings = TunnelSettings(overlay.local_ip, (overlay.network_type,), bridge=TUNNEL_BRIDGE)
+    state = TunnelState(settings)
+    endpoints = tuple(TunnelEndpoint(ip_address=ip) for ip in overlay.remote_ips)
+    state.notified(TunnelSynced(overlay.network_type, endpoints))
     for name in overlay.tunnel_ports():
         ofport = ofports.get(name)
         if ofport is None:
             raise ExpectationError(f"tunnel port {name} has no ofport yet")
-        tunnel_ofports.append(ofport)
-        flows = br_tun.tunnel_port_flows(overlay.network_type, ofport)
-        owners[tunnel_owner(name)] = {TUNNEL_BRIDGE: flows}
-    for network_id, (tunnel_id, vlan) in networks.items():
-        flood = br_tun.flood_flows(vlan, tunnel_id, tunnel_ofports)
-        owners[flood_owner(network_id)] = {TUNNEL_BRIDGE: flood}
-    return owners
+        state.interface_event(name, overlay.network_type, ofport, deleted=False)
+    return state
 
 
 def local_vlans(
@@ -161,6 +152,44 @@ def local_vlans(
     return vlans
 
 
+def dataplane_state(
+    server: ServerView,
+    vms: Sequence[VmPort],
+    ofports: Mapping[str, int],
+    vlans: Mapping[str, int],
+    overlay: Overlay | None = None,
+) -> DataplaneState:
+    """The agent's state once every port is wired: these ports (tap name -> ofport) on these
+    VLANs, the server's details and security groups, the openvswitch firewall."""
+    topology = pipeline_topology(ofports, overlay)
+    networks = {}
+    for network_id in vlans:
+        some_port = next(vm for vm in vms if vm.network_id == network_id)
+        segment = server.details[some_port.iface_id].segment
+        problem = compose.segment_problem(topology, segment)
+        if problem is not None:
+            raise ExpectationError(f"network {network_id}: {problem}")
+        networks[network_id] = segment
+    ports = {}
+    for vm in vms:
+        if vm.tap not in ofports:
+            raise ExpectationError(f"port {vm.tap} has no ofport")
+        if vm.network_id not in vlans:
+            raise ExpectationError(f"network {vm.network_id} has no local VLAN")
+        details = server.details[vm.iface_id]
+        vlan = vlans[vm.network_id]
+        ports[vm.iface_id] = PortPlan(vm.iface_id, ofports[vm.tap], Wiring.WIRED, details, vlan)
+    return DataplaneState(
+        topology=topology,
+        firewall=OVSFirewall(),
+        ports=ports,
+        networks=networks,
+        local_vlans=dict(vlans),
+        security_groups=server.security_groups,
+        tunnels=overlay_state(overlay, ofports) if overlay is not None else None,
+    )
+
+
 def owned_flows(
     server: ServerView,
     vms: Sequence[VmPort],
@@ -168,48 +197,8 @@ def owned_flows(
     vlans: Mapping[str, int],
     overlay: Overlay | None = None,
 ) -> dict[OwnerKey, BridgeFlows]:
-    """Every owner's flows, per bridge, for these ports (tap name -> ofport) on these VLANs."""
-    topology = pipeline_topology(ofports, overlay)
-    firewall = OVSFirewall()
-    sgs = server.security_groups
-    owners: dict[OwnerKey, BridgeFlows] = dict(compose.bridge_flows(topology))
-    tunnelled: dict[str, tuple[int, int]] = {}
-    for network_id, vlan in vlans.items():
-        some_port = next(vm for vm in vms if vm.network_id == network_id)
-        segment = server.details[some_port.iface_id].segment
-        problem = compose.segment_problem(topology, segment)
-        if problem is not None:
-            raise ExpectationError(f"network {network_id}: {problem}")
-        owners[compose.network_owner(network_id)] = compose.network_flows(topology, segment, vlan)
-        if segment.is_tunnel:
-            tunnelled[network_id] = (br_tun.check_segment(segment), vlan)
-    if overlay is not None:
-        owners.update(overlay_flows(overlay, ofports, tunnelled))
-    owners[compose.FIREWALL_BASE_OWNER] = compose.firewall_base_flows(topology, firewall)
-    filtered: dict[str, FilteredPort] = {}
-    for vm in vms:
-        if vm.tap not in ofports:
-            raise ExpectationError(f"port {vm.tap} has no ofport")
-        if vm.network_id not in vlans:
-            raise ExpectationError(f"network {vm.network_id} has no local VLAN")
-        details = server.details[vm.iface_id]
-        plan = compose.PortPlan(vm.iface_id, ofports[vm.tap], compose.Wiring.WIRED, details,
-                                vlans[vm.network_id])  # fmt: skip
-        owners[compose.port_owner(vm.iface_id)] = compose.port_flows(topology, plan, firewall, sgs)
-        port = plan.filtered()
-        assert port is not None
-        filtered[vm.iface_id] = port
-    owners.update(compose.firewall_shared_flows(topology, firewall, filtered, sgs))
-    return owners
-
-
-def union(owners: Mapping[OwnerKey, BridgeFlows]) -> BridgeFlows:
-    """What the switch holds: every owner's flows per bridge (identical flows once)."""
-    flows: dict[str, set[Flow]] = {}
-    for by_bridge in owners.values():
-        for bridge, bridge_flows in by_bridge.items():
-            flows.setdefault(bridge, set()).update(bridge_flows)
-    return {bridge: frozenset(bridge_flows) for bridge, bridge_flows in flows.items()}
+    """Every owner's flows, per bridge (the legacy baseline installs them port by port)."""
+    return compose.desired_owners(dataplane_state(server, vms, ofports, vlans, overlay))
 
 
 def expected_flows(
@@ -219,7 +208,7 @@ def expected_flows(
     vlans: Mapping[str, int],
     overlay: Overlay | None = None,
 ) -> BridgeFlows:
-    return union(owned_flows(server, vms, ofports, vlans, overlay))
+    return compose.desired_flows(dataplane_state(server, vms, ofports, vlans, overlay))
 
 
 def flows_in_port(flows: frozenset[Flow], ofport: int, table: int) -> int:

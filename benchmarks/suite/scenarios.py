@@ -280,6 +280,7 @@ async def single_reboots(session: Session, reboots: int, budget: float) -> Scena
     arrivals = OfportArrivals(session.world.sandbox.ovsdb_connection)
     await arrivals.start()
     expected = await session.expectation()
+    stale: set[str] = set()  # taps rebooted since ``expected`` was computed (new ofports)
     randomiser = random.Random(9)
     pool = list(session.vms())
     command_ms, ofport_ms, agent_ms = [], [], []
@@ -291,6 +292,9 @@ async def single_reboots(session: Session, reboots: int, budget: float) -> Scena
                 break
             session.alive()
             vm = randomiser.choice(pool)
+            if vm.tap in stale:  # rebooted before: recompute for the ofports as they are now
+                expected = await asyncio.to_thread(session.provisional)
+                stale.clear()
             old = session.ofports[vm.tap]
             count = flows_in_port(expected[INTEGRATION_BRIDGE], old, tables.TRANSIENT_TABLE)
             started = time.monotonic()
@@ -301,6 +305,7 @@ async def single_reboots(session: Session, reboots: int, budget: float) -> Scena
             probe = Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, new, count)
             wired = await session.watch.wait_port(probe, 30.0)
             session.ofports[vm.tap] = new
+            stale.add(vm.tap)
             command_ms.append((wired - started) * 1e3)
             if wired < seen:
                 early += 1  # our monitor saw the ofport after the flows: count it as 0 ms

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Topology
 from aovs.sandbox import OVSSandbox
+from aovs.testing.cloud import SimulatedCloud
+from aovs.testing.simulator import NeutronServerSimulator
 
 RABBIT = "127.0.0.1:5672"
 HOST = "bench-compute"
@@ -151,7 +151,7 @@ class World:
         self.keep = keep  # leave the work directory (agent logs, OVS logs) for a post-mortem
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="aovs-bench-", dir="/tmp"))
         self.network_types = tuple(network_types)
-        self.topology = Topology.generate(
+        self.topology = SimulatedCloud.generate(
             ports,
             network_types=self.network_types,
             security_groups=SECURITY_GROUPS,

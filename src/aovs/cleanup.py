@@ -29,7 +29,7 @@ from typing import Any, Literal
 from aovs.config import AgentConfig, load_config
 from aovs.logs import configure_logging
 from aovs.ovsdb import OVSDBClient, OVSDBError, Uuid
-from aovs.ovsdb.transaction import Select, Snapshot, TransactionBuilder
+from aovs.ovsdb.transaction import Select, SelectedRows, TransactionBuilder
 
 LOG = logging.getLogger(__name__)
 DEVICE_NAME_MAX_LEN = 15  # IFNAMSIZ - 1
@@ -156,7 +156,7 @@ class RemovePorts:
     def reads(self) -> Sequence[Select]:
         return [_BRIDGES, _PORTS, _INTERFACES]
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         self.plan = plan_cleanup(
             self.targets,
             snapshot.rows(_BRIDGES),
@@ -179,7 +179,7 @@ async def cleanup(
         selects = command.reads()
         raw = await client.transact_ops([s.op() for s in selects])
         results = {s.key: _rows(r, s) for s, r in zip(selects, raw, strict=True)}
-        command.build(Snapshot(client.schema, results), TransactionBuilder(client.schema))
+        command.build(SelectedRows(client.schema, results), TransactionBuilder(client.schema))
         return command.plan
     result = await client.transact(command)
     LOG.info(

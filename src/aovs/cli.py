@@ -47,7 +47,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate_server(args: argparse.Namespace) -> int:
-    from aovs.rpc.simulator_cli import run_simulate_server
+    from aovs.testing.simulator_cli import run_simulate_server
 
     return run_simulate_server(args.topology, args.transport_url, args.server_host)
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import socket
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -158,7 +157,7 @@ class AgentConfig(BaseSettings):
         frozen=True,
     )
 
-    host: str = Field(default_factory=socket.gethostname)
+    host: str = Field(default_factory=lambda: os.uname().nodename)  # socket.gethostname()
     transport_url: str = "rabbit://guest:guest@127.0.0.1:5672/"
     ovs: OVSSection = OVSSection()
     agent: AgentSection = AgentSection()

@@ -22,9 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aovs.agent.agent import Agent
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
 from aovs.sandbox import OVSSandbox, SandboxError
+from aovs.testing.cloud import (
+    CloudNetwork,
+    CloudPort,
+    CloudRule,
+    CloudSecurityGroup,
+    SimulatedCloud,
+)
+from aovs.testing.simulator import NeutronServerSimulator
 
 SEGMENTATION_ID = 101
 SG = "sg-demo"
@@ -42,19 +48,19 @@ class DemoError(Exception):
     """A step did not reach its expected state; the message says which."""
 
 
-def _topology(ports: int) -> Topology:
-    ssh = Rule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+def _topology(ports: int) -> SimulatedCloud:
+    ssh = CloudRule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
                remote_ip_prefix="0.0.0.0/0")  # fmt: skip
-    return Topology(
+    return SimulatedCloud(
         networks={
-            "net-vlan": Network(
+            "net-vlan": CloudNetwork(
                 network_type="vlan", physical_network="physnet1", segmentation_id=SEGMENTATION_ID
             ),
-            "net-flat": Network(network_type="flat", physical_network="physnet1"),
+            "net-flat": CloudNetwork(network_type="flat", physical_network="physnet1"),
         },
-        security_groups={SG: SecurityGroup(rules=(Rule(direction="egress"), ssh))},
+        security_groups={SG: CloudSecurityGroup(rules=(CloudRule(direction="egress"), ssh))},
         ports=tuple(
-            Port.model_validate(
+            CloudPort.model_validate(
                 {
                     "port_id": _port(i),
                     "mac_address": _mac(i),
@@ -157,12 +163,12 @@ async def _demo(sandbox: OVSSandbox, url: str, state: Path, ports: int) -> list[
         steps.append(Step("ofproto/trace verdicts", 0.0, _check_traces(sandbox)))
 
         old = core.ports[_port(1)].ofport
-        count = len(agent.stats.commit_latencies_ms)
+        count = agent.stats.commit_latencies_ms.count
         _unplug(sandbox, range(1, 2))
         _plug(sandbox, range(1, 2))
-        await _until(lambda: len(agent.stats.commit_latencies_ms) > count
+        await _until(lambda: agent.stats.commit_latencies_ms.count > count
                      and core.ports[_port(1)].ofport != old, 30, "VM 1 rewired")  # fmt: skip
-        latency = agent.stats.commit_latencies_ms[-1] / 1e3
+        latency = agent.stats.commit_latencies_ms.last / 1e3
         steps.append(
             Step(
                 "reboot 1 VM (new ofport)",

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import aio_pika
 from fault_world import FaultWorld, rabbitmqctl
 
-from aovs.agent.snapshot import FILE_NAME, Snapshot
+from aovs.agent.snapshot import FILE_NAME, LocalSnapshot
 from aovs.rpc import wire
 from aovs.rpc.notifications import AGENT_TOPICS, PORT_UPDATE_TOPIC
 
@@ -125,7 +125,7 @@ def snapshot_problem(world: FaultWorld) -> str | None:
     except FileNotFoundError:
         return None
     try:
-        Snapshot.from_json(text)
+        LocalSnapshot.from_json(text)
     except ValueError as exc:
         return f"snapshot {path} unreadable after SIGKILL: {exc}"
     return None

@@ -2,9 +2,10 @@
 agent: what must hold after every episode, once the agent has converged.
 
 1. every plugged port whose details are valid is wired with exactly its expected flows: the
-   flows of every bridge equal the union computed by the pure pipelines and the openvswitch
-   firewall driver from the same inputs (the server's details, the live ofports, the local
-   VLANs read from ``Port.tag``), rendered by a reference OVS so both sides print alike;
+   flows of every bridge equal ``aovs.dataplane.compose.desired_flows`` (the agent's
+   specification) of the state the switch and the server describe (the server's details, the
+   live ofports, the local VLANs read from ``Port.tag``, the openvswitch firewall), rendered by
+   a reference OVS so both sides print alike;
 2. their ``Port.tag`` is a local VLAN (1..4094), one per network, distinct across networks;
 3. every other plugged port (bad details, unknown to the server) is dead: ``Port.tag`` 4095
    and only the dead-port drop flows (covered by 1), and was last reported DOWN;
@@ -21,18 +22,18 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from benchmarks.suite.expected import BridgeFlows, union
 from benchmarks.suite.world import ofctl, vsctl, vsctl_table
 from fault_world import HOST, INTEGRATION_BRIDGE, PHYSICAL_BRIDGE, PHYSNET, FaultWorld
 
 from aovs.agent.bridges import INT_PREFIX, PHY_PREFIX, peer_name
-from aovs.firewall.base import FilteredPort, OwnerKey, SecurityGroupState
+from aovs.dataplane import compose
+from aovs.dataplane.compose import BridgeFlows
+from aovs.firewall.base import SecurityGroupState
 from aovs.firewall.openvswitch import OVSFirewall
 from aovs.model import PortDetails
-from aovs.pipelines import compose
 from aovs.pipelines.tables import DEAD_VLAN_TAG
 from aovs.rpc.server_replies import device_outcome, security_group_info
-from aovs.rpc.simulator import DeviceListReport, NeutronServerSimulator
+from aovs.testing.simulator import DeviceListReport, NeutronServerSimulator
 
 BRIDGES = (INTEGRATION_BRIDGE, PHYSICAL_BRIDGE)
 _PORT_DESC = re.compile(r"^\s*(\d+)\(", re.MULTILINE)
@@ -157,36 +158,31 @@ def expected_flows(
     vlans: Mapping[str, int],
     sg_reply: object,
 ) -> BridgeFlows:
-    """Every bridge's flows for these ports, owner by owner, as docs/architecture.md says."""
-    firewall = OVSFirewall()
+    """Every bridge's flows for these ports: the desired flows of the state they describe."""
     info = security_group_info(sg_reply)
     members = {sg: dict(by_kind) for sg, by_kind in info.member_ips.items()}
     sgs = SecurityGroupState(groups=dict(info.security_groups), members=members)
-    owners: dict[OwnerKey, BridgeFlows] = dict(compose.bridge_flows(topology))
-    owners[compose.FIREWALL_BASE_OWNER] = compose.firewall_base_flows(topology, firewall)
-    segments = {d.network_id: d.segment for d in verdicts.valid.values()}
-    for network, vlan in vlans.items():
-        owners[compose.network_owner(network)] = compose.network_flows(
-            topology, segments[network], vlan
-        )
-    filtered: dict[str, FilteredPort] = {}
+    ports: dict[str, compose.PortPlan] = {}
     for iface_id, (_, ofport) in plugged.items():
         if ofport is None or ofport <= 0:
             continue
         details = verdicts.valid.get(iface_id)
         if details is None:
-            plan = compose.PortPlan(iface_id, ofport, compose.Wiring.DEAD)
+            ports[iface_id] = compose.PortPlan(iface_id, ofport, compose.Wiring.DEAD)
         else:
             groups = info.devices.get(iface_id, details.security_groups)
             details = details.model_copy(update={"security_groups": groups})
-            plan = compose.PortPlan(iface_id, ofport, compose.Wiring.WIRED, details,
-                                    vlans[details.network_id])  # fmt: skip
-            port = plan.filtered()
-            assert port is not None
-            filtered[iface_id] = port
-        owners[compose.port_owner(iface_id)] = compose.port_flows(topology, plan, firewall, sgs)
-    owners.update(compose.firewall_shared_flows(topology, firewall, filtered, sgs))
-    return union(owners)
+            ports[iface_id] = compose.PortPlan(iface_id, ofport, compose.Wiring.WIRED, details,
+                                               vlans[details.network_id])  # fmt: skip
+    state = compose.DataplaneState(
+        topology=topology,
+        firewall=OVSFirewall(),
+        ports=ports,
+        networks={d.network_id: d.segment for d in verdicts.valid.values()},
+        local_vlans=dict(vlans),
+        security_groups=sgs,
+    )
+    return compose.desired_flows(state)
 
 
 # ---- the check -------------------------------------------------------------------------------

@@ -30,9 +30,15 @@ from benchmarks.suite.dataplane import Verifier
 from benchmarks.suite.world import vsctl
 from fault_proxy import SocketProxy
 
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
 from aovs.sandbox import OVSSandbox
+from aovs.testing.cloud import (
+    CloudNetwork,
+    CloudPort,
+    CloudRule,
+    CloudSecurityGroup,
+    SimulatedCloud,
+)
+from aovs.testing.simulator import NeutronServerSimulator
 
 RABBIT = "127.0.0.1:5672"
 HOST = "fault-compute"
@@ -40,9 +46,9 @@ INTEGRATION_BRIDGE = "br-int"
 PHYSICAL_BRIDGE = "br-phys"
 PHYSNET = "physnet1"
 NETWORKS = {
-    "net-a": Network(network_type="vlan", physical_network=PHYSNET, segmentation_id=101),
-    "net-b": Network(network_type="vlan", physical_network=PHYSNET, segmentation_id=102),
-    "net-f": Network(network_type="flat", physical_network=PHYSNET),
+    "net-a": CloudNetwork(network_type="vlan", physical_network=PHYSNET, segmentation_id=101),
+    "net-b": CloudNetwork(network_type="vlan", physical_network=PHYSNET, segmentation_id=102),
+    "net-f": CloudNetwork(network_type="flat", physical_network=PHYSNET),
 }
 SG = "sg-web"
 # what the server sends for the bad ports instead of their real details
@@ -75,13 +81,13 @@ def good_port_id(index: int) -> str:
     return f"good-{index:03d}"
 
 
-def build_topology(good: int) -> tuple[Topology, list[VmPort]]:
+def build_topology(good: int) -> tuple[SimulatedCloud, list[VmPort]]:
     """``good`` ports round-robin over the networks, the bad ones, one security group."""
     rules = (
-        Rule(direction="egress"),
-        Rule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+        CloudRule(direction="egress"),
+        CloudRule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
              remote_ip_prefix="0.0.0.0/0"),
-        Rule(direction="ingress", remote_group_id=SG),
+        CloudRule(direction="ingress", remote_group_id=SG),
     )  # fmt: skip
     networks = sorted(NETWORKS)
     ports, vms = [], []
@@ -90,7 +96,7 @@ def build_topology(good: int) -> tuple[Topology, list[VmPort]]:
         mac = f"fa:16:3e:00:01:{index:02x}"
         network = networks[index % len(networks)]
         ports.append(
-            Port.model_validate({
+            CloudPort.model_validate({
                 "port_id": port_id, "network_id": network, "mac_address": mac,
                 "fixed_ips": [{"ip_address": f"10.{10 + index % len(networks)}.0.{index + 2}"}],
                 "security_groups": [SG],
@@ -98,8 +104,8 @@ def build_topology(good: int) -> tuple[Topology, list[VmPort]]:
         )  # fmt: skip
         vms.append(VmPort(port_id, f"tap-{port_id}"[:15], mac))
     vms.append(VmPort(UNKNOWN, "tap-unknown", "fa:16:3e:00:02:01"))
-    topology = Topology(networks=NETWORKS, security_groups={SG: SecurityGroup(rules=rules)},
-                        ports=tuple(ports))  # fmt: skip
+    groups = {SG: CloudSecurityGroup(rules=rules)}
+    topology = SimulatedCloud(networks=NETWORKS, security_groups=groups, ports=tuple(ports))
     return topology, vms
 
 

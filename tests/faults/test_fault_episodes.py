@@ -16,7 +16,7 @@ from fault_catalog import FAULTS
 from fault_run import LogMark, Runner, records_since, render
 from fault_world import BAD_DETAILS, UNKNOWN, FaultWorld
 
-from aovs.rpc.topology import Topology, TopologyError
+from aovs.testing.cloud import SimulatedCloud, SimulatedCloudError
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +90,8 @@ async def test_faults_leave_every_port_wired(fault_seed: int, soak_seconds: floa
     ],
 )  # fmt: skip
 def test_bad_topology_is_one_line_naming_the_problem(data: object, names: str) -> None:
-    with pytest.raises(TopologyError) as raised:
-        Topology.parse(data, source="fault.json")
+    with pytest.raises(SimulatedCloudError) as raised:
+        SimulatedCloud.parse(data, source="fault.json")
     message = str(raised.value)
     assert "\n" not in message and message.startswith("topology fault.json: ")
     assert names in message

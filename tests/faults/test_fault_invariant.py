@@ -9,7 +9,7 @@ from fault_invariant import SwitchState, check, dangling_references, last_report
 from fault_run import Runner
 from fault_world import FaultWorld, good_port_id
 
-from aovs.rpc.simulator import DeviceListReport
+from aovs.testing.simulator import DeviceListReport
 
 
 def report(up: tuple[str, ...] = (), down: tuple[str, ...] = ()) -> DeviceListReport:

@@ -16,9 +16,15 @@ from typing import Any
 
 from aovs.agent.agent import Agent
 from aovs.config import AgentConfig
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Network, Port, Rule, SecurityGroup, Topology
 from aovs.sandbox import OVSSandbox
+from aovs.testing.cloud import (
+    CloudNetwork,
+    CloudPort,
+    CloudRule,
+    CloudSecurityGroup,
+    SimulatedCloud,
+)
+from aovs.testing.simulator import NeutronServerSimulator
 
 VLAN_NET = "net-vlan"
 FLAT_NET = "net-flat"
@@ -42,17 +48,17 @@ def ip(index: int) -> str:
     return f"10.{1 + index // 60000}.{index // 250 % 240}.{index % 250 + 2}"
 
 
-def topology(ports: int, flat_every: int = 10) -> Topology:
+def topology(ports: int, flat_every: int = 10) -> SimulatedCloud:
     """``ports`` ports; every ``flat_every``-th one on the flat network, the rest on vlan 101."""
-    ssh = Rule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
+    ssh = CloudRule(direction="ingress", protocol="tcp", port_range_min=22, port_range_max=22,
                remote_ip_prefix="0.0.0.0/0")  # fmt: skip
-    rules = (Rule(direction="egress"), ssh, Rule(direction="ingress", remote_group_id=SG))
-    vlan = Network(
+    rules = (CloudRule(direction="egress"), ssh, CloudRule(direction="ingress", remote_group_id=SG))
+    vlan = CloudNetwork(
         network_type="vlan", physical_network="physnet1", segmentation_id=SEGMENTATION_ID
     )
-    flat = Network(network_type="flat", physical_network="physnet1")
+    flat = CloudNetwork(network_type="flat", physical_network="physnet1")
     world = [
-        Port.model_validate(
+        CloudPort.model_validate(
             {
                 "port_id": port_id(i),
                 "network_id": FLAT_NET if i % flat_every == 0 else VLAN_NET,
@@ -63,9 +69,9 @@ def topology(ports: int, flat_every: int = 10) -> Topology:
         )
         for i in range(ports)
     ]
-    return Topology(
+    return SimulatedCloud(
         networks={VLAN_NET: vlan, FLAT_NET: flat},
-        security_groups={SG: SecurityGroup(rules=rules)},
+        security_groups={SG: CloudSecurityGroup(rules=rules)},
         ports=tuple(world),
     )
 
@@ -153,7 +159,9 @@ def in_ports(sandbox: OVSSandbox, bridge: str = "br-int") -> set[int]:
 
 
 @contextlib.asynccontextmanager
-async def simulator(transport_url: str, world: Topology) -> AsyncIterator[NeutronServerSimulator]:
+async def simulator(
+    transport_url: str, world: SimulatedCloud
+) -> AsyncIterator[NeutronServerSimulator]:
     sim = NeutronServerSimulator(world, transport_url)
     await sim.start()
     try:

@@ -16,7 +16,7 @@ from aovs.observability import (
     AgentMetrics,
     HealthState,
     ObservabilityServer,
-    PortState,
+    ReportedPortState,
     RpcOutcome,
     System,
 )
@@ -46,10 +46,10 @@ class StandInAgent:
             self.health.set_connected(System.OPENFLOW, True, bridge=bridge)
 
     def wire(self, iface_id: str, ofport: int, seconds: float) -> None:
-        self.metrics.port_transition(iface_id, PortState.PENDING, ofport=ofport)
+        self.metrics.port_transition(iface_id, ReportedPortState.PENDING, ofport=ofport)
         self.metrics.rpc_call("get_devices_details_list_and_failed_devices", 0.04, RpcOutcome.OK)
         self.metrics.bundle_committed("br-int", flowmods=30, seconds=0.003)
-        self.metrics.port_transition(iface_id, PortState.WIRED, seconds=seconds)
+        self.metrics.port_transition(iface_id, ReportedPortState.WIRED, seconds=seconds)
 
 
 @dataclass
@@ -100,8 +100,10 @@ async def test_metrics_reflect_what_the_agent_reported(
     agent.connect_all()
     for n in range(3):
         agent.wire(f"port-{n}", ofport=10 + n, seconds=0.003)
-    agent.metrics.port_transition("port-3", PortState.FAILED, seconds=2.0, reason="ofport -1")
-    agent.metrics.port_transition("port-0", PortState.REMOVED)
+    agent.metrics.port_transition(
+        "port-3", ReportedPortState.FAILED, seconds=2.0, reason="ofport -1"
+    )
+    agent.metrics.port_transition("port-0", ReportedPortState.REMOVED)
     agent.metrics.rpc_call("security_group_info_for_devices", 60.0, RpcOutcome.TIMEOUT)
     agent.metrics.reconnect(System.OPENFLOW, bridge="br-int")
     agent.metrics.reconnect(System.RABBITMQ)

@@ -18,7 +18,7 @@ from aovs.observability import (
     AgentMetrics,
     AgentStatus,
     HealthState,
-    PortState,
+    ReportedPortState,
     StatusServer,
     StatusServerError,
     System,
@@ -40,10 +40,12 @@ class StandInAgent:
         for bridge in ("br-int", "br-tun"):
             self.health.set_connected(System.OPENFLOW, True, bridge=bridge)
         for n, iface_id in enumerate(("5f0c-aaaa", "5f0c-bbbb", "5f0c-cccc")):
-            self.metrics.port_transition(iface_id, PortState.PENDING, ofport=n + 1)
-            self.metrics.port_transition(iface_id, PortState.WIRED, seconds=0.004 * (n + 1))
-        self.metrics.port_transition("5f0c-cccc", PortState.DEAD, reason="admin down")
-        self.metrics.port_transition("5f0c-dddd", PortState.FAILED, seconds=1.5, reason="ofport -1")
+            self.metrics.port_transition(iface_id, ReportedPortState.PENDING, ofport=n + 1)
+            self.metrics.port_transition(iface_id, ReportedPortState.WIRED, seconds=0.004 * (n + 1))
+        self.metrics.port_transition("5f0c-cccc", ReportedPortState.DEAD, reason="admin down")
+        self.metrics.port_transition(
+            "5f0c-dddd", ReportedPortState.FAILED, seconds=1.5, reason="ofport -1"
+        )
         self.metrics.full_sync_done()
 
     def status(self) -> AgentStatus:

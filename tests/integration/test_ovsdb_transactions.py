@@ -25,7 +25,7 @@ from aovs.ovsdb import (
     patch_port,
     tunnel_port,
 )
-from aovs.ovsdb.transaction import Select, Snapshot, TransactionBuilder
+from aovs.ovsdb.transaction import Select, SelectedRows, TransactionBuilder
 from aovs.sandbox import OVSSandbox
 
 pytestmark = pytest.mark.integration
@@ -136,7 +136,7 @@ class DanglingPort:
     def reads(self) -> list[Select]:
         return []
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         missing = Uuid("00000000-0000-4000-8000-000000000001")
         port = txn.insert("Port", {"name": self.name, "interfaces": {missing}})
         txn.mutate("Bridge", (("name", "==", self.bridge),), [("ports", "insert", {port})])

@@ -11,21 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from aovs.rpc import (
-    NeutronServerApi,
-    NeutronServerSimulator,
-    NotificationConsumer,
-    PortDelete,
-    RpcConnectionLost,
-    RpcTimeout,
-    RpcTransport,
-    Topology,
-)
+from aovs.rpc.amqp import RpcTransport
 from aovs.rpc.backoff import BackingOffTimeouts
+from aovs.rpc.errors import RpcConnectionLost, RpcTimeout
+from aovs.rpc.events import PortDelete
+from aovs.rpc.notifications import NotificationConsumer
+from aovs.rpc.server_api import NeutronServerApi
+from aovs.testing.cloud import SimulatedCloud
+from aovs.testing.simulator import NeutronServerSimulator
 
 pytestmark = pytest.mark.integration
 
-TOPOLOGY = Topology.load(Path(__file__).parents[2] / "config" / "topology-small.json")
+TOPOLOGY = SimulatedCloud.load(Path(__file__).parents[2] / "config" / "topology-small.json")
 PORT = TOPOLOGY.ports[0].port_id
 
 

@@ -17,25 +17,22 @@ import pytest
 from oslo_config import cfg
 
 from aovs.model import PortDetails
-from aovs.rpc import (
-    AddFdbEntries,
-    NeutronServerApi,
-    NeutronServerSimulator,
-    NoSuchMethod,
+from aovs.rpc.amqp import RpcTransport
+from aovs.rpc.errors import NoSuchMethod, RemoteError, UnsupportedVersion
+from aovs.rpc.events import AddFdbEntries, PortDelete
+from aovs.rpc.notifications import (
+    L2POPULATION_UPDATE_TOPIC,
+    PORT_DELETE_TOPIC,
     NotificationConsumer,
-    PortDelete,
-    RemoteError,
-    RpcTransport,
-    Topology,
-    UnknownDevice,
-    UnsupportedVersion,
 )
-from aovs.rpc.notifications import L2POPULATION_UPDATE_TOPIC, PORT_DELETE_TOPIC
-from aovs.rpc.server_replies import devices_details
+from aovs.rpc.server_api import NeutronServerApi
+from aovs.rpc.server_replies import UnknownDevice, devices_details
+from aovs.testing.cloud import SimulatedCloud
+from aovs.testing.simulator import NeutronServerSimulator
 
 pytestmark = pytest.mark.integration
 
-TOPOLOGY = Topology.load(Path(__file__).parents[2] / "config" / "topology-small.json")
+TOPOLOGY = SimulatedCloud.load(Path(__file__).parents[2] / "config" / "topology-small.json")
 PORT = TOPOLOGY.ports[0].port_id
 OSLO_TOPIC = "q-plugin-oslo"  # not q-plugin: the simulator tests share this vhost
 

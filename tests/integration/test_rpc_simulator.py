@@ -11,27 +11,26 @@ import pytest
 
 from aovs.agent.reporter import DeviceReporter
 from aovs.model import PortDetails
-from aovs.rpc import (
+from aovs.rpc.amqp import RpcTransport
+from aovs.rpc.events import (
+    FLOODING_ENTRY,
     AddFdbEntries,
-    NeutronServerApi,
-    NeutronServerSimulator,
-    NoActiveBinding,
-    NotificationConsumer,
+    AgentEvent,
     PortDelete,
     PortUpdate,
-    RpcTransport,
     SecurityGroupsMemberUpdated,
-    StateReporter,
-    Topology,
     TunnelUpdate,
-    UnknownDevice,
 )
-from aovs.rpc.events import FLOODING_ENTRY, AgentEvent
-from aovs.rpc.notifications import PORT_DELETE_TOPIC
+from aovs.rpc.notifications import PORT_DELETE_TOPIC, NotificationConsumer
+from aovs.rpc.server_api import NeutronServerApi
+from aovs.rpc.server_replies import NoActiveBinding, UnknownDevice
+from aovs.rpc.state_report import StateReporter
+from aovs.testing.cloud import SimulatedCloud
+from aovs.testing.simulator import NeutronServerSimulator
 
 pytestmark = pytest.mark.integration
 
-TOPOLOGY = Topology.load(Path(__file__).parents[2] / "config" / "topology-small.json")
+TOPOLOGY = SimulatedCloud.load(Path(__file__).parents[2] / "config" / "topology-small.json")
 VLAN_PORT, SG_PORT, V6_PORT, ELSEWHERE_PORT = (p.port_id for p in TOPOLOGY.ports)
 HOST = "compute-test"
 

@@ -20,8 +20,8 @@ from agent_world import ofport, running_agent, simulator, wait_until
 from aovs.agent.agent import Agent
 from aovs.agent.tunnels import tunnel_port_name
 from aovs.config import AgentConfig
-from aovs.rpc.topology import Network, Port, Topology, Tunnel
 from aovs.sandbox import OVSSandbox, running_sandbox
+from aovs.testing.cloud import CloudNetwork, CloudPort, CloudTunnel, SimulatedCloud
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +35,19 @@ REMOTE = ("fa:16:3e:0c:00:01", "10.9.0.3")  # a VM behind IP_C (l2population onl
 FLOOD = ["00:00:00:00:00:00", "0.0.0.0"]
 
 
-def world() -> Topology:
+def world() -> SimulatedCloud:
     ports = [
-        Port.model_validate({"port_id": pid, "network_id": net, "mac_address": mac,
+        CloudPort.model_validate({"port_id": pid, "network_id": net, "mac_address": mac,
                              "fixed_ips": [{"ip_address": ip}], "security_groups": []})
         for (pid, mac, ip), net in ((VM_A, VX_NET), (VM_B, VX_NET), (VM_G, GRE_NET))
     ]  # fmt: skip
-    return Topology(
+    return SimulatedCloud(
         networks={
-            VX_NET: Network(network_type="vxlan", segmentation_id=VNI),
-            GRE_NET: Network(network_type="gre", segmentation_id=GRE_KEY),
+            VX_NET: CloudNetwork(network_type="vxlan", segmentation_id=VNI),
+            GRE_NET: CloudNetwork(network_type="gre", segmentation_id=GRE_KEY),
         },
         ports=tuple(ports),
-        tunnels=(Tunnel(ip_address=IP_C, host="compute-c"),),
+        tunnels=(CloudTunnel(ip_address=IP_C, host="compute-c"),),
     )
 
 

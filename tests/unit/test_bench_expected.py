@@ -22,13 +22,13 @@ from benchmarks.suite.world import PHYSICAL_BRIDGE, TUNNEL_BRIDGE, VmPort
 
 from aovs.openflow.flows import GotoTable, Output, SetField
 from aovs.pipelines import tables
-from aovs.rpc.topology import Topology
+from aovs.testing.cloud import SimulatedCloud
 
 LOCAL_IP = "192.0.2.3"  # the topology's third endpoint: this host, so no port to it
 
 
-def world(ports: int = 8) -> tuple[ServerView, list[VmPort], Topology]:
-    topology = Topology.generate(ports, networks=4, network_types=("vlan", "vxlan"),
+def world(ports: int = 8) -> tuple[ServerView, list[VmPort], SimulatedCloud]:
+    topology = SimulatedCloud.generate(ports, networks=4, network_types=("vlan", "vxlan"),
                                  security_groups=2, tunnels=3)  # fmt: skip
     vms = [VmPort(i, p.port_id, f"tap{i}", p.mac_address, p.network_id)
            for i, p in enumerate(topology.ports)]  # fmt: skip

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aovs.observability import AgentMetrics, HealthState, PortState, RpcOutcome, System
+from aovs.observability import AgentMetrics, HealthState, ReportedPortState, RpcOutcome, System
 from aovs.observability.ports import PortLedger
 
 
@@ -27,10 +27,10 @@ def test_each_agent_has_its_own_registry() -> None:
 
 def test_ports_gauge_follows_transitions_and_removals() -> None:
     metrics = AgentMetrics()
-    metrics.port_transition("a", PortState.PENDING, ofport=3)
-    metrics.port_transition("b", PortState.PENDING, ofport=4)
-    metrics.port_transition("a", PortState.WIRED, seconds=0.02)
-    metrics.port_transition("b", PortState.REMOVED)
+    metrics.port_transition("a", ReportedPortState.PENDING, ofport=3)
+    metrics.port_transition("b", ReportedPortState.PENDING, ofport=4)
+    metrics.port_transition("a", ReportedPortState.WIRED, seconds=0.02)
+    metrics.port_transition("b", ReportedPortState.REMOVED)
 
     def ports(state: str) -> float | None:
         return metrics.registry.get_sample_value("aovs_ports", {"state": state})
@@ -77,10 +77,10 @@ def test_connection_gauges_mirror_health() -> None:
 def test_ledger_keeps_the_last_transitions_and_the_ofport() -> None:
     clock = FakeClock()
     ledger = PortLedger(keep=3, clock=clock)
-    ledger.record("a", PortState.PENDING, ofport=7)
+    ledger.record("a", ReportedPortState.PENDING, ofport=7)
     clock.now += 1
-    ledger.record("a", PortState.WIRED, seconds=0.5)
-    for state in (PortState.DEAD, PortState.WIRED):
+    ledger.record("a", ReportedPortState.WIRED, seconds=0.5)
+    for state in (ReportedPortState.DEAD, ReportedPortState.WIRED):
         ledger.record("b", state)
 
     (port_a, port_b) = ledger.ports()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from aovs.observability import AgentStatus, HealthReport, PortState
-from aovs.observability.snapshot import ConnectionStatus, PortStatus, PortTransition, System
+from aovs.observability import AgentStatus, HealthReport, ReportedPortState
+from aovs.observability.status import ConnectionStatus, PortStatus, PortTransition, System
 from aovs.observability.status_protocol import (
     StatusProtocolError,
     decode_request,
@@ -32,19 +32,25 @@ def _status() -> AgentStatus:
         health=HealthReport(healthy=False, down=("rabbitmq",), connections=connections),
         ports=(
             PortStatus(
-                iface_id="p1", state=PortState.WIRED, ofport=4, since=NOW - 2, last_seconds=0.0123
+                iface_id="p1",
+                state=ReportedPortState.WIRED,
+                ofport=4,
+                since=NOW - 2,
+                last_seconds=0.0123,
             ),
             PortStatus(
                 iface_id="p2",
-                state=PortState.FAILED,
+                state=ReportedPortState.FAILED,
                 since=NOW - 1,
                 last_seconds=2.5,
                 reason="ofport -1",
             ),
         ),
         transitions=(
-            PortTransition(iface_id="p1", state=PortState.WIRED, at=NOW - 2, seconds=0.0123),
-            PortTransition(iface_id="p2", state=PortState.FAILED, at=NOW - 1),
+            PortTransition(
+                iface_id="p1", state=ReportedPortState.WIRED, at=NOW - 2, seconds=0.0123
+            ),
+            PortTransition(iface_id="p2", state=ReportedPortState.FAILED, at=NOW - 1),
         ),
         last_full_sync=None,
     )

@@ -26,7 +26,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, assert_never
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
@@ -35,18 +35,17 @@ from aovs.agent.bridges import bridge_commands, patch_pairs, topology_from
 from aovs.agent.configurations import ovs_capabilities, reported_configurations
 from aovs.agent.core import AgentCore, Plan, Transition
 from aovs.agent.heap import LongLivedHeap
+from aovs.agent.latencies import LatencyWindow
 from aovs.agent.reporter import DeviceReporter
-from aovs.agent.snapshot import SnapshotWriter, load_snapshot, snapshot_extra
+from aovs.agent.snapshot import load_snapshot, snapshot_extra
+from aovs.agent.snapshot_writer import SnapshotWriter
 from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
 from aovs.agent.telemetry import AgentTelemetry, MeteredRpcTransport
-from aovs.agent.tunnels import (
-    TUNNEL_INPUTS,
-    TunnelSettings,
-    TunnelState,
-    apply_port_changes,
-    sync_tunnels,
-)
+from aovs.agent.tunnel_io import apply_port_changes, sync_tunnels
+from aovs.agent.tunnels import TUNNEL_INPUTS, TunnelSettings, TunnelState, TunnelSynced
+from aovs.backoff import Backoff
 from aovs.config import AgentConfig
+from aovs.dataplane.compose import Topology
 from aovs.firewall.base import FirewallDriver, load_driver
 from aovs.firewall.noop import NoopFirewall
 from aovs.observability import System
@@ -67,8 +66,8 @@ from aovs.ovsdb import (
     flow_restore_wait,
 )
 from aovs.ovsdb.rows import EventKind
+from aovs.ovsdb.views import AGENT_MONITOR
 from aovs.pipelines import tables
-from aovs.pipelines.compose import Topology
 from aovs.rpc import events as rpc_events
 from aovs.rpc.amqp import RpcTransport
 from aovs.rpc.errors import RpcError
@@ -79,12 +78,7 @@ from aovs.rpc.state_report import StateReporter
 
 LOG = logging.getLogger("aovs.agent")
 
-MONITORED = {
-    "Interface": ("name", "ofport", "external_ids", "type"),
-    # Port.tag is read once at start (_port_tags), not monitored: the ovsdb cache rejects
-    # update2's new-value diff of an optional column (4095 -> 5) and resets the session.
-    "Port": ("name", "other_config", "interfaces"),
-}
+MONITORED = AGENT_MONITOR  # Interface and Port rows; Port.tag is read once (see _port_tags)
 PROGRESS_EVERY = 1.0  # seconds between progress lines during long work
 BIG_BATCH = 100  # ports in flight above which progress is shown
 # FlowMods per flush (see AgentCore.flush): big enough that a burst costs few
@@ -108,7 +102,8 @@ class AgentStats:
     initial_flowmods: int = 0
     ovs_restarts: int = 0
     last_replay_s: float | None = None
-    commit_latencies_ms: list[float] = field(default_factory=list)  # event -> commit, per port
+    # event -> commit, per wired port: the last 4096 values and a count of all (bounded)
+    commit_latencies_ms: LatencyWindow = field(default_factory=LatencyWindow)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +116,20 @@ class _Details:
 class _SecurityGroups:
     devices: tuple[str, ...]
     info: Any  # SecurityGroupInfo, or an error text
+
+
+# Everything the inbox carries, matched exhaustively by Agent._apply (assert_never): OVSDB row
+# events, the answers of the agent's own fetches, neutron-server's notifications (tunnel and
+# l2pop ones included), tunnel_sync's answer, pushed address groups, and None ("flush again").
+AgentInput = (
+    RowEvent
+    | _Details
+    | _SecurityGroups
+    | rpc_events.AgentEvent
+    | TunnelSynced
+    | AddressGroupPush
+    | None
+)
 
 
 class Agent:
@@ -160,7 +169,7 @@ class Agent:
         self.reconcilers: dict[str, FlowReconciler] = {}
         self.core: AgentCore | None = None
         self.ready = asyncio.Event()  # the first desired state is installed
-        self._inbox: asyncio.Queue[tuple[float, object]] = asyncio.Queue()  # (arrival, item)
+        self._inbox: asyncio.Queue[tuple[float, AgentInput]] = asyncio.Queue()  # (arrival, item)
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._monitor: Monitor | None = None
@@ -388,18 +397,18 @@ class Agent:
         return sent
 
     async def _start_rpc(self) -> None:
-        delay = 1.0
+        backoff = Backoff(initial=1.0, cap=30.0, jitter=False)
         while True:
             try:
                 await self.transport.start()
                 break
             except RpcError as exc:
+                delay = backoff.next_delay()
                 LOG.warning("RabbitMQ unreachable; the dataplane runs on, retrying",
                             extra={"error": exc, "retry_in_s": delay})  # fmt: skip
                 self.transport = self._new_transport()
                 self.api.transport = self.transport
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
         self.reporter.start()
         self._notifications = NotificationConsumer(self.transport, self.config.host)
         await self._notifications.start()
@@ -458,7 +467,7 @@ class Agent:
             self._post(None)
 
     # -- inputs ------------------------------------------------------------------------------
-    def _post(self, item: object) -> None:
+    def _post(self, item: AgentInput) -> None:
         self._inbox.put_nowait((time.monotonic(), item))
 
     async def _pump_ovsdb(self) -> None:
@@ -571,10 +580,12 @@ class Agent:
             self._plans.append(plan)
             self._plans_ready.set()
 
-    def _apply(self, item: object, now: float) -> None:
+    def _apply(self, item: AgentInput, now: float) -> None:
         core = self.core
         assert core is not None
-        if isinstance(item, RowEvent):
+        if item is None:
+            pass  # "flush again": the loop flushes after every batch
+        elif isinstance(item, RowEvent):
             self._row_event(item, now)
         elif isinstance(item, _Details):
             self.stats.rpc_details_calls += 1
@@ -610,6 +621,10 @@ class Agent:
             item, rpc_events.SecurityGroupsRuleUpdated | rpc_events.SecurityGroupsMemberUpdated
         ):
             core.security_groups_changed(item.security_groups, now)
+        elif isinstance(item, rpc_events.SecurityGroupsProviderUpdated):
+            pass  # DHCP is allowed by the firewall's base flows: nothing to do
+        else:
+            assert_never(item)
 
     def _row_event(self, event: RowEvent, now: float) -> None:
         core = self.core
@@ -792,7 +807,7 @@ class Agent:
             self.telemetry.port_transition(t, seconds)
             ms = seconds * 1e3
             if t.phase is PortPhase.WIRED and t.flows_changed:
-                self.stats.commit_latencies_ms.append(ms)
+                self.stats.commit_latencies_ms.record(ms)
             level = logging.WARNING if t.phase is PortPhase.FAILED else logging.INFO
             extra: dict[str, Any] = {"iface_id": t.iface_id, "ofport": t.ofport,
                                      "phase": t.phase.value, "ms": ms}  # fmt: skip

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from aovs.agent.tunnels import TunnelSettings
 from aovs.config import AgentConfig
+from aovs.dataplane.compose import PhysicalLink, Topology, TunnelLink
 from aovs.ovsdb import Command, EnsureBridge, Interface, patch_port
-from aovs.pipelines.compose import PhysicalLink, Topology, TunnelLink
 
 MAX_DEVICE_NAME = 15  # IFNAMSIZ - 1
 INT_PREFIX = "int-"

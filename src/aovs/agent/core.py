@@ -30,22 +30,27 @@ from dataclasses import dataclass, field
 
 from aovs.agent.ledger import FlowDelta, FlowLedger
 from aovs.agent.schedule import RetrySchedule
-from aovs.agent.snapshot import Snapshot
+from aovs.agent.snapshot import LocalSnapshot
 from aovs.agent.state import CachedDetails, InterfaceRow, PortConfig, PortPhase, PortState
-from aovs.agent.tunnels import PortChanges, TunnelState, hosted_tunnel_networks
+from aovs.agent.tunnels import PortChanges, TunnelState
 from aovs.agent.vlans import LocalVlanAllocator, VlansExhausted
+from aovs.dataplane import compose
+from aovs.dataplane.compose import (
+    DataplaneState,
+    PortPlan,
+    Topology,
+    Wiring,
+    hosted_tunnel_networks,
+)
 from aovs.firewall.base import (
-    PORT_OWNER,
     FilteredPort,
     FirewallDriver,
     IncrementalFirewallDriver,
-    OwnerKey,
     SecurityGroupState,
 )
 from aovs.model import NetworkSegment, PortDetails, SecurityGroup
 from aovs.openflow.flows import Flow
-from aovs.pipelines import compose
-from aovs.pipelines.compose import PortPlan, Topology, Wiring
+from aovs.owners import FIREWALL_BASE_OWNER, OwnerKey, network_owner, port_of, port_owner
 from aovs.rpc.server_replies import (
     DeviceOutcome,
     FailedDevice,
@@ -513,13 +518,32 @@ class AgentCore:
         return bool(self._dirty_ports)
 
     def desired(self, bridge: str) -> frozenset[Flow]:
+        """What this core holds for ``bridge``: once every dirty port is flushed, always
+        ``compose.desired_flows(self.dataplane_state())[bridge]`` (the specification)."""
         return self.ledgers[bridge].desired()
 
-    def snapshot(self) -> Snapshot:
+    def dataplane_state(self) -> DataplaneState:
+        """The state the desired flows are a function of (see :func:`compose.desired_flows`)."""
+        ports = {}
+        for iface_id, port in self.ports.items():
+            plan = self._port_plan(port)
+            if plan is not None:
+                ports[iface_id] = plan
+        return DataplaneState(
+            topology=self.topology,
+            firewall=self.firewall,
+            ports=ports,
+            networks=dict(self.networks),
+            local_vlans=self.vlans.assignments(),
+            security_groups=self.sgs,
+            tunnels=self.tunnels,
+        )
+
+    def snapshot(self) -> LocalSnapshot:
         """What a host reboot needs to rebuild this dataplane (see :mod:`aovs.agent.snapshot`)."""
         ports = {i: self.details[i].details for i in self.ports if i in self.details}
         tunnels = self.tunnels.snapshot() if self.tunnels is not None else {}
-        return Snapshot(ports, self.vlans.assignments(), self.sgs, tunnels)
+        return LocalSnapshot(ports, self.vlans.assignments(), self.sgs, tunnels)
 
     def counts(self) -> dict[str, int]:
         counts = {phase.value: 0 for phase in PortPhase}
@@ -678,9 +702,7 @@ class AgentCore:
 
     def _flush_topology(self) -> None:
         owners = compose.bridge_flows(self.topology)
-        owners[compose.FIREWALL_BASE_OWNER] = compose.firewall_base_flows(
-            self.topology, self.firewall
-        )
+        owners[FIREWALL_BASE_OWNER] = compose.firewall_base_flows(self.topology, self.firewall)
         for owner, flows in owners.items():
             self._replace(owner, flows)
         for bridge, owner in self._bridge_owners:
@@ -706,7 +728,7 @@ class AgentCore:
 
     def _flush_port(self, iface_id: str, plan: Plan) -> None:
         port = self.ports.get(iface_id)
-        owner = compose.port_owner(iface_id)
+        owner = port_owner(iface_id)
         if port is None:
             self._replace(owner, {})
             self._filtered.pop(iface_id, None)
@@ -769,7 +791,7 @@ class AgentCore:
         flows: Mapping[str, frozenset[Flow]] = {}
         if vlan is not None and segment is not None:
             flows = compose.network_flows(self.topology, segment, vlan)
-        self._replace(compose.network_owner(network_id), flows)
+        self._replace(network_owner(network_id), flows)
 
     def _flush_tunnels(self, plan: Plan) -> None:
         """br-tun's owners that follow endpoints and l2population (see aovs.agent.tunnels)."""
@@ -795,8 +817,8 @@ class AgentCore:
             dirty = self.firewall.owners_for_change(
                 filtered_before, before, self._filtered, self.sgs
             )
-            shared = [owner for owner in dirty if owner[0] != PORT_OWNER]
-            ports = [owner[1] for owner in dirty if owner[0] == PORT_OWNER]
+            shared = [owner for owner in dirty if port_of(owner) is None]
+            ports = [iface for iface in map(port_of, dirty) if iface is not None]
             result = self.firewall.shared_flows(self._filtered, self.sgs, owners=shared)
         else:
             ports = list(self._filtered) if sgs_before is not None else []
@@ -813,6 +835,6 @@ class AgentCore:
             port_plan = self._port_plan(port) if port is not None else None
             if port_plan is not None:
                 self._replace(
-                    compose.port_owner(iface_id),
+                    port_owner(iface_id),
                     compose.port_flows(self.topology, port_plan, self.firewall, self.sgs),
                 )

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from aovs.backoff import Backoff
+
 
 class RetrySchedule:
     def __init__(self, first_delay: float = 1.0, cap: float = 60.0) -> None:
         self.first_delay = first_delay
         self.cap = cap
+        self._backoff = Backoff(initial=first_delay, cap=cap, jitter=False)
         self._due: dict[str, float] = {}
         self._in_flight: set[str] = set()
         self._again: set[str] = set()
@@ -62,7 +65,7 @@ class RetrySchedule:
             self._again.discard(key)
             count = self._failures.get(key, 0)
             self._failures[key] = count + 1
-            delay = min(self.first_delay * (2**count), self.cap)
+            delay = self._backoff.delay(count)
             self._due[key] = now + delay
             longest = max(longest, delay)
         return longest

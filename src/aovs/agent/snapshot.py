@@ -6,17 +6,16 @@ flow at once, then reconcile with the server's truth when it answers. It is JSON
 ``[agent] state_path``/snapshot.json, written atomically (temp file, fsync, rename, fsync of the
 directory) and debounced, so a burst of 1000 port changes costs one write. A missing,
 unreadable or corrupt file is one warning and an empty snapshot, never a failed start.
+
+This module is the value and its parsing (loaded by the core, no asyncio); the debounced
+writer, the shell's part, is :mod:`aovs.agent.snapshot_writer`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-import os
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ FILE_NAME = "snapshot.json"
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class LocalSnapshot:
     ports: Mapping[str, PortDetails] = field(default_factory=dict)  # by iface-id
     local_vlans: Mapping[str, int] = field(default_factory=dict)  # by network id
     security_groups: SecurityGroupState = field(
@@ -60,7 +59,7 @@ class Snapshot:
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, text: str) -> Snapshot:
+    def from_json(cls, text: str) -> LocalSnapshot:
         """Parse; raises ValueError with one line naming what is wrong."""
         try:
             data = json.loads(text)
@@ -86,80 +85,22 @@ class Snapshot:
         return cls(ports, vlans, SecurityGroupState(groups=groups, members=members), tunnels)
 
 
-def load_snapshot(directory: Path) -> Snapshot:
+def load_snapshot(directory: Path) -> LocalSnapshot:
     path = directory / FILE_NAME
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return Snapshot()
+        return LocalSnapshot()
     except OSError as exc:
         LOG.warning("snapshot unreadable; starting without it", extra={"path": path, "error": exc})
-        return Snapshot()
+        return LocalSnapshot()
     try:
-        return Snapshot.from_json(text)
+        return LocalSnapshot.from_json(text)
     except ValueError as exc:
         LOG.warning("snapshot ignored", extra={"path": path, "error": str(exc)})
-        return Snapshot()
+        return LocalSnapshot()
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, whole, even across a power cut."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with temp.open("w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-class SnapshotWriter:
-    """Debounced writer: ``changed()`` is cheap; the file is written ``delay`` s after the first
-    change of a burst (in a thread: fsync must not stall the event loop)."""
-
-    def __init__(self, directory: Path, build: Callable[[], Snapshot], delay: float = 0.2) -> None:
-        self.path = directory / FILE_NAME
-        self.build = build
-        self.delay = delay
-        self.writes = 0
-        self._task: asyncio.Task[None] | None = None
-
-    def changed(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._write_later(), name="aovs-snapshot")
-
-    async def flush(self) -> None:
-        """Write now if a write is due (on shutdown)."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            await self._write()
-
-    async def _write_later(self) -> None:
-        await asyncio.sleep(self.delay)
-        await self._write()
-
-    async def _write(self) -> None:
-        started = time.monotonic()
-        text = self.build().to_json()
-        try:
-            await asyncio.to_thread(write_atomically, self.path, text)
-        except OSError as exc:
-            LOG.error("snapshot not written", extra={"path": self.path, "error": exc})
-            return
-        self.writes += 1
-        LOG.debug(
-            "snapshot written",
-            extra={"path": self.path, "bytes": len(text), "ms": (time.monotonic() - started) * 1e3},
-        )
-
-
-def snapshot_extra(snapshot: Snapshot) -> dict[str, Any]:
+def snapshot_extra(snapshot: LocalSnapshot) -> dict[str, Any]:
     return {"ports": len(snapshot.ports), "networks": len(snapshot.local_vlans),
             "security_groups": len(snapshot.security_groups.groups)}  # fmt: skip

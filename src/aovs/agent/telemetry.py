@@ -19,7 +19,7 @@ from aovs.observability import (
     AgentStatus,
     HealthState,
     ObservabilityServer,
-    PortState,
+    ReportedPortState,
     RpcOutcome,
     StatusServer,
     StatusServerError,
@@ -95,11 +95,11 @@ class AgentTelemetry:
         """``seconds``: event to commit. Observed only when the port's flows changed in that
         commit (what the latency means); other transitions only move the port's state."""
         if transition.event == REMOVED_EVENT:
-            self.metrics.port_transition(transition.iface_id, PortState.REMOVED)
+            self.metrics.port_transition(transition.iface_id, ReportedPortState.REMOVED)
             return
         self.metrics.port_transition(
             transition.iface_id,
-            PortState(transition.phase.value),
+            ReportedPortState(transition.phase.value),
             seconds=seconds if transition.flows_changed else None,
             ofport=transition.ofport,
             reason=transition.reason,

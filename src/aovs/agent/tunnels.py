@@ -19,7 +19,7 @@ Which tunnel ports exist follows neutron:
 
 Owners on br-tun: ``("tunnel", port name)`` (table 0: in_port -> tunnel type table),
 ``("flood", net)`` (table 22) and ``("fdb", net)`` (tables 20, 21); a network's tunnel id ->
-local VLAN flow (tables 3/4) is its ``("network", net)`` owner in :mod:`aovs.pipelines.compose`.
+local VLAN flow (tables 3/4) is its ``("network", net)`` owner in :mod:`aovs.dataplane.compose`.
 
 Tunnel ports are named as neutron names them (``vxlan-c0a80002``: type, dash, the remote IPv4
 address in hex; a base32 SHA-1 prefix for IPv6) with neutron's options, so an agent swap keeps
@@ -30,45 +30,32 @@ answered, so a restart never tears down tunnels before the server has spoken.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import ipaddress
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aovs.config import AgentConfig
+from aovs.dataplane.compose import BridgeFlows, Hosted
+from aovs.dataplane.compose import hosted_tunnel_networks as hosted_tunnel_networks
 from aovs.model import FdbEntry, NetworkSegment, TunnelEndpoint
 from aovs.openflow.flows import Flow
-from aovs.ovsdb import AddPort, Command, DeletePort, OVSDBClient, OVSDBError, tunnel_port
+from aovs.owners import TUNNEL, OwnerKey, fdb_owner, flood_owner, kind_of, tunnel_owner
 from aovs.pipelines import br_tun
 from aovs.rpc import events as rpc_events
-from aovs.rpc.errors import RpcError
 from aovs.rpc.events import FLOODING_ENTRY
-from aovs.rpc.server_api import NeutronServerApi
+
+if TYPE_CHECKING:
+    from aovs.config import AgentConfig
 
 LOG = logging.getLogger(__name__)
 
 DEVICE_NAME_MAX_LEN = 15
 DEFAULT_VXLAN_UDP_PORT = 4789
 TUNNEL_PORT_NAME = re.compile(r"^(vxlan|gre|geneve)-[0-9a-z]+$")
-OwnerKey = tuple[str, ...]
-BridgeFlows = dict[str, frozenset[Flow]]
-
-
-def tunnel_owner(port_name: str) -> OwnerKey:
-    return ("tunnel", port_name)
-
-
-def flood_owner(network_id: str) -> OwnerKey:
-    return ("flood", network_id)
-
-
-def fdb_owner(network_id: str) -> OwnerKey:
-    return ("fdb", network_id)
 
 
 def tunnel_port_name(network_type: str, remote_ip: str) -> str | None:
@@ -125,19 +112,6 @@ class TunnelPort:
     network_type: str
     remote_ip: str
 
-    def command(self, settings: TunnelSettings) -> AddPort:
-        """neutron's ``add_tunnel_port`` options (``--may-exist``: fixes options that differ)."""
-        options = {"df_default": "true", "egress_pkt_mark": "0"}
-        kind = self.network_type
-        if kind == "vxlan" and settings.vxlan_udp_port != DEFAULT_VXLAN_UDP_PORT:
-            options["dst_port"] = str(settings.vxlan_udp_port)
-        if kind == "gre" and ipaddress.ip_address(self.remote_ip).version == 6:
-            kind = "ip6gre"
-            options["packet_type"] = "legacy_l2"
-        return tunnel_port(
-            settings.bridge, self.name, kind, self.remote_ip, settings.local_ip, options
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class TunnelSynced:
@@ -181,20 +155,6 @@ TUNNEL_INPUTS = (
     rpc_events.RemoveFdbEntries,
     rpc_events.UpdateFdbEntries,
 )
-
-Hosted = Mapping[str, tuple[NetworkSegment, int]]  # network id -> (segment, local VLAN)
-
-
-def hosted_tunnel_networks(
-    networks: Mapping[str, NetworkSegment], local_vlans: Mapping[str, int]
-) -> dict[str, tuple[NetworkSegment, int]]:
-    """The tunnel networks this host holds a local VLAN for."""
-    hosted = {}
-    for network_id, vlan in local_vlans.items():
-        segment = networks.get(network_id)
-        if segment is not None and segment.is_tunnel:
-            hosted[network_id] = (segment, vlan)
-    return hosted
 
 
 class TunnelState:
@@ -304,20 +264,21 @@ class TunnelState:
     def flush(self) -> TunnelFlush:
         """br-tun flows of the owners that changed (empty for owners gone) and port changes."""
         result = TunnelFlush()
-        wanted = self._wanted_ports(self.hosted)
+        hosted = self.hosted
+        wanted = self._wanted_ports(hosted)
         self._owned |= set(wanted)
         if self._ports_dirty:
             result.ports = self._port_changes(wanted)
             owners = {tunnel_owner(name): self._port_flows(port) for name, port in wanted.items()}
             for owner, flows in owners.items():
                 result.flows[owner] = flows
-            for owner in [o for o in self._owners if o[0] == "tunnel" and o not in owners]:
+            for owner in [o for o in self._owners if kind_of(o) == TUNNEL and o not in owners]:
                 result.flows[owner] = {}
             self._dirty |= set(self.hosted)
             self._ports_dirty = False
         for network_id in self._dirty:
-            result.flows[flood_owner(network_id)] = self._flood_flows(network_id, wanted)
-            result.flows[fdb_owner(network_id)] = self._fdb_flows(network_id)
+            result.flows[flood_owner(network_id)] = self._flood_flows(network_id, wanted, hosted)
+            result.flows[fdb_owner(network_id)] = self._fdb_flows(network_id, hosted)
         self._dirty.clear()
         for owner, flows in result.flows.items():
             if flows:
@@ -326,6 +287,16 @@ class TunnelState:
                 self._owners.discard(owner)
         result.state_changed, self._state_changed = self._state_changed, False
         return result
+
+    def desired_owners(self, hosted: Hosted) -> dict[OwnerKey, BridgeFlows]:
+        """Every tunnel, flood and FDB owner's flows while this host holds ``hosted`` (what
+        ``flush`` keeps, owner by owner, after ``set_hosted(hosted)``; no state changes)."""
+        wanted = self._wanted_ports(hosted)
+        owners = {tunnel_owner(name): self._port_flows(port) for name, port in wanted.items()}
+        for network_id in hosted:
+            owners[flood_owner(network_id)] = self._flood_flows(network_id, wanted, hosted)
+            owners[fdb_owner(network_id)] = self._fdb_flows(network_id, hosted)
+        return {owner: flows for owner, flows in owners.items() if flows}
 
     def port_changes_failed(self, changes: PortChanges) -> None:
         """The transaction failed: ask again at the next flush."""
@@ -391,8 +362,10 @@ class TunnelState:
             return {}
         return {self.settings.bridge: br_tun.tunnel_port_flows(port.network_type, ofport)}
 
-    def _flood_flows(self, network_id: str, wanted: Mapping[str, TunnelPort]) -> BridgeFlows:
-        held = self.hosted.get(network_id)
+    def _flood_flows(
+        self, network_id: str, wanted: Mapping[str, TunnelPort], hosted: Hosted
+    ) -> BridgeFlows:
+        held = hosted.get(network_id)
         if held is None:
             return {}
         segment, vlan = held
@@ -409,8 +382,8 @@ class TunnelState:
         tunnel_id = br_tun.check_segment(segment)
         return {self.settings.bridge: br_tun.flood_flows(vlan, tunnel_id, ofports)}
 
-    def _fdb_flows(self, network_id: str) -> BridgeFlows:
-        held = self.hosted.get(network_id)
+    def _fdb_flows(self, network_id: str, hosted: Hosted) -> BridgeFlows:
+        held = hosted.get(network_id)
         if held is None or not self.settings.l2_population:
             return {}
         segment, vlan = held
@@ -518,49 +491,3 @@ class TunnelState:
     def _mark_all(self) -> None:
         self._ports_dirty = True
         self._dirty |= set(self.hosted)
-
-
-# -- the imperative shell's part ---------------------------------------------------------------
-async def sync_tunnels(
-    api: NeutronServerApi,
-    settings: TunnelSettings,
-    post: Callable[[TunnelSynced], None],
-    *,
-    first_delay: float = 1.0,
-    max_delay: float = 30.0,
-) -> None:
-    """``tunnel_sync`` for each tunnel type until it answers (neutron retries every loop):
-    registers this endpoint with the server and learns the others."""
-    for kind in settings.tunnel_types:
-        delay = first_delay
-        while True:
-            try:
-                endpoints = await api.tunnel_sync(settings.local_ip, kind)
-            except RpcError as exc:
-                extra = {"tunnel_type": kind, "error": exc, "retry_in_s": delay}
-                LOG.warning("tunnel_sync failed; retrying", extra=extra)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, max_delay)
-                continue
-            LOG.info("tunnel_sync", extra={"tunnel_type": kind, "endpoints": len(endpoints)})
-            post(TunnelSynced(kind, endpoints))
-            break
-
-
-async def apply_port_changes(
-    ovsdb: OVSDBClient, settings: TunnelSettings, changes: PortChanges, state: TunnelState
-) -> None:
-    """Create and delete tunnel ports in ONE transaction; on failure, retried at next flush."""
-    commands: list[Command] = [port.command(settings) for port in changes.add]
-    commands += [DeletePort(name, bridge=settings.bridge) for name in changes.delete]
-    try:
-        await ovsdb.transact(*commands)
-    except OVSDBError as exc:
-        extra = {"add": len(changes.add), "delete": len(changes.delete), "error": exc}
-        LOG.error("tunnel ports not changed; retrying", extra=extra)
-        state.port_changes_failed(changes)
-        return
-    for port in changes.add:
-        LOG.info("tunnel port added", extra={"port": port.name, "remote_ip": port.remote_ip})
-    for name in changes.delete:
-        LOG.info("tunnel port deleted", extra={"port": name})

@@ -14,10 +14,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
-from typing import ClassVar, Protocol, TypeAlias, runtime_checkable
+from typing import ClassVar, Protocol, runtime_checkable
 
 from aovs.model import PortDetails, SecurityGroup
 from aovs.openflow.flows import Flow
+from aovs.owners import FIREWALL_BASE_OWNER
+from aovs.owners import OwnerKey as OwnerKey  # the owner keys drivers use
+from aovs.owners import port_owner as port_owner
 
 LOG = logging.getLogger(__name__)
 
@@ -27,16 +30,7 @@ BUILTIN_DRIVERS: Mapping[str, str] = {
     "openvswitch": "aovs.firewall.openvswitch:OVSFirewall",
 }
 
-OwnerKey: TypeAlias = tuple[str, ...]
-"""Who a group of flows belongs to, e.g. ``("port", iface_id)``, ``("fw-base",)``."""
-
-PORT_OWNER = "port"
-BASE_OWNER: OwnerKey = ("fw-base",)
-
-
-def port_owner(iface_id: str) -> OwnerKey:
-    """The owner key of one port's flows, as the agent keys them."""
-    return (PORT_OWNER, iface_id)
+BASE_OWNER: OwnerKey = FIREWALL_BASE_OWNER
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from aovs.firewall.base import FilteredPort, OwnerKey, SecurityGroupState, port_owner
+from aovs.firewall.base import FilteredPort, SecurityGroupState
 from aovs.firewall.conjunctions import ConjKey, ConjunctionIds
 from aovs.firewall.port_addresses import PortAddresses, is_trusted
 from aovs.firewall.port_ranges import disjoint_segments
@@ -79,6 +79,7 @@ from aovs.openflow.flows import (
     ct_state,
     vid,
 )
+from aovs.owners import Member, OwnerKey, member_of, member_owner, port_owner
 from aovs.pipelines.tables import (
     ACCEPT_OR_INGRESS_TABLE,
     ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE,
@@ -104,7 +105,6 @@ FIREWALL_TABLES = (
     BASE_INGRESS_TABLE,
     RULES_INGRESS_TABLE,
 )
-MEMBER_OWNER = "fw-member"
 
 # conntrack states, as neutron's openvswitch_firewall/constants.py names them
 NOT_TRACKED = ct_state("-trk")
@@ -581,10 +581,6 @@ def _usage_view(port: FilteredPort | None) -> tuple[int, frozenset[str]] | None:
     return port.local_vlan, frozenset(port.details.security_groups)
 
 
-def member_owner(zone: int, direction: str, ethertype: str, address: str) -> OwnerKey:
-    return (MEMBER_OWNER, str(zone), direction, ethertype, address)
-
-
 def member_flows(
     zone: int, direction: str, ethertype: str, address: str, conj_ids: Iterable[int]
 ) -> frozenset[Flow]:
@@ -651,10 +647,10 @@ def _zone_address_ids(
                 yield owner, zone, direction, ethertype, address, ids
 
 
-def _ids_for_owner(owner: OwnerKey, usage: RemoteUsage, sgs: SecurityGroupState) -> set[int]:
-    _, zone_text, direction, ethertype, address = owner
+def _ids_for_owner(member: Member, usage: RemoteUsage, sgs: SecurityGroupState) -> set[int]:
+    zone, direction, ethertype, address = member
     ids: set[int] = set()
-    remotes = usage.get(int(zone_text), {}).get((direction, ethertype), {})
+    remotes = usage.get(zone, {}).get((direction, ethertype), {})
     for remote, remote_ids in remotes.items():
         members = sgs.member_addresses(remote, ethertype)
         if address in members or any(normal_address(m) == address for m in members):
@@ -708,13 +704,11 @@ class OVSFirewall:
             }
         result: dict[OwnerKey, frozenset[Flow]] = {}
         for owner in owners:
-            if len(owner) != 5 or owner[0] != MEMBER_OWNER:
+            member = member_of(owner)
+            if member is None:
                 raise ValueError(f"{owner!r} is not an openvswitch firewall shared owner")
-            ids = _ids_for_owner(owner, usage, sgs)
-            _, zone, direction, ethertype, address = owner
-            result[owner] = (
-                member_flows(int(zone), direction, ethertype, address, ids) if ids else frozenset()
-            )
+            ids = _ids_for_owner(member, usage, sgs)
+            result[owner] = member_flows(*member, ids) if ids else frozenset()
         return result
 
     def owners_for_change(

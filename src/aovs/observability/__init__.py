@@ -6,7 +6,7 @@ through the small typed API below, and the operator reads them over HTTP or the 
 Integration (all calls are synchronous, cheap, and safe on the event loop)::
 
     from aovs.observability import (
-        AgentMetrics, HealthState, ObservabilityServer, PortState, RpcOutcome, StatusServer,
+        AgentMetrics, HealthState, ObservabilityServer, ReportedPortState, RpcOutcome, StatusServer,
         System, collect_status, default_socket_path,
     )
 
@@ -23,8 +23,8 @@ Integration (all calls are synchronous, cheap, and safe on the event loop)::
     # as things happen
     health.set_connected(System.OPENFLOW, True, bridge="br-int")
     metrics.reconnect(System.OPENFLOW, bridge="br-int")      # on every RE-connection
-    metrics.port_transition(iface_id, PortState.WIRED, seconds=0.012, ofport=7)
-    metrics.port_transition(iface_id, PortState.REMOVED)     # leaves the gauge and the table
+    metrics.port_transition(iface_id, ReportedPortState.WIRED, seconds=0.012, ofport=7)
+    metrics.port_transition(iface_id, ReportedPortState.REMOVED)  # leaves the gauge and the table
     metrics.bundle_committed("br-int", flowmods=31, seconds=0.004)
     metrics.bundle_failed("br-int")
     metrics.rpc_call("get_devices_details_list_and_failed_devices", 0.08, RpcOutcome.OK)
@@ -52,13 +52,13 @@ from aovs.observability.collect import collect_status
 from aovs.observability.health import HealthState
 from aovs.observability.http_server import ObservabilityServer
 from aovs.observability.metrics import AgentMetrics, RpcOutcome
-from aovs.observability.snapshot import (
+from aovs.observability.status import (
     AgentStatus,
     ConnectionStatus,
     HealthReport,
-    PortState,
     PortStatus,
     PortTransition,
+    ReportedPortState,
     System,
 )
 from aovs.observability.status_server import StatusServer, StatusServerError
@@ -78,9 +78,9 @@ __all__ = [
     "HealthReport",
     "HealthState",
     "ObservabilityServer",
-    "PortState",
     "PortStatus",
     "PortTransition",
+    "ReportedPortState",
     "RpcOutcome",
     "StatusServer",
     "StatusServerError",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aovs.observability.health import HealthState
 from aovs.observability.metrics import AgentMetrics
-from aovs.observability.snapshot import AgentStatus
+from aovs.observability.status import AgentStatus
 
 
 def collect_status(

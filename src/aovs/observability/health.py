@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from aovs.observability.snapshot import ConnectionStatus, HealthReport, System
+from aovs.observability.status import ConnectionStatus, HealthReport, System
 
 Clock = Callable[[], float]
 

@@ -17,7 +17,7 @@ from prometheus_client.registry import Collector
 
 from aovs.observability.health import HealthState
 from aovs.observability.ports import PortLedger
-from aovs.observability.snapshot import PortState, PortTransition, System
+from aovs.observability.status import PortTransition, ReportedPortState, System
 
 # A port is wired in milliseconds when all is well and in seconds when neutron-server is slow.
 PORT_SECONDS_BUCKETS = (
@@ -107,9 +107,11 @@ class AgentMetrics:
             registry=reg,
         )  # fmt: skip
         # children per state made once: labels() costs more than the increment it leads to
-        self._transitions_by_state = {state: self._transitions.labels(state) for state in PortState}
+        self._transitions_by_state = {
+            state: self._transitions.labels(state) for state in ReportedPortState
+        }
         self._port_seconds_by_state = {
-            state: self._port_seconds.labels(state) for state in PortState
+            state: self._port_seconds.labels(state) for state in ReportedPortState
         }
         self._last_full_sync = Gauge(
             "aovs_last_full_sync_timestamp_seconds",
@@ -119,7 +121,7 @@ class AgentMetrics:
     def port_transition(
         self,
         iface_id: str,
-        state: PortState,
+        state: ReportedPortState,
         seconds: float | None = None,
         ofport: int | None = None,
         reason: str = "",

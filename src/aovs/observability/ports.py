@@ -6,7 +6,7 @@ import collections
 import time
 from collections.abc import Callable
 
-from aovs.observability.snapshot import PortState, PortStatus, PortTransition
+from aovs.observability.status import PortStatus, PortTransition, ReportedPortState
 
 DEFAULT_RECENT = 50
 
@@ -28,7 +28,7 @@ class PortLedger:
     def record(
         self,
         iface_id: str,
-        state: PortState,
+        state: ReportedPortState,
         seconds: float | None = None,
         ofport: int | None = None,
         reason: str = "",
@@ -47,7 +47,7 @@ class PortLedger:
             reason=reason,
         )
         self._recent.append(transition)
-        if state is PortState.REMOVED:
+        if state is ReportedPortState.REMOVED:
             self._ports.pop(iface_id, None)
         else:
             self._ports[iface_id] = PortStatus.model_construct(
@@ -60,10 +60,10 @@ class PortLedger:
             )
         return transition
 
-    def counts(self) -> dict[PortState, int]:
+    def counts(self) -> dict[ReportedPortState, int]:
         """Ports per state, every state present (zero included) so gauges never go missing."""
-        counts = dict.fromkeys(PortState, 0)
-        del counts[PortState.REMOVED]
+        counts = dict.fromkeys(ReportedPortState, 0)
+        del counts[ReportedPortState.REMOVED]
         for port in self._ports.values():
             counts[port.state] += 1
         return counts

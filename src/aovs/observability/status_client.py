@@ -9,7 +9,7 @@ import socket
 import time
 from pathlib import Path
 
-from aovs.observability.snapshot import AgentStatus, HealthReport
+from aovs.observability.status import AgentStatus, HealthReport
 from aovs.observability.status_protocol import (
     MAX_LINE_BYTES,
     Command,

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from aovs.observability.snapshot import STATUS_PROTOCOL_VERSION, AgentStatus, HealthReport
+from aovs.observability.status import STATUS_PROTOCOL_VERSION, AgentStatus, HealthReport
 
 MAX_LINE_BYTES = 64 * 1024  # requests are tiny; responses can be long (thousands of ports)
 Command = Literal["status", "health"]

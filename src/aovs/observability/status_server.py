@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from aovs.observability.snapshot import AgentStatus
+from aovs.observability.status import AgentStatus
 from aovs.observability.status_protocol import (
     MAX_LINE_BYTES,
     StatusProtocolError,

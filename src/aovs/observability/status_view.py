@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from aovs.observability.snapshot import AgentStatus
+from aovs.observability.status import AgentStatus
 
 
 def render_status(status: AgentStatus, now: float | None = None) -> str:

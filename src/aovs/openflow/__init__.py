@@ -1,6 +1,8 @@
 """OpenFlow 1.3 to ovs-vswitchd, spoken by aovs itself (no ovs-ofctl, no os-ken app manager).
 
-Typical use by the agent, one channel + reconciler per bridge::
+Nothing is imported here: callers import the submodules (``aovs.openflow.flows``, the Flow
+value, stays free of sockets and asyncio). Typical use by the agent, one channel + reconciler
+per bridge::
 
     channel = OpenFlowChannel.for_mgmt_socket(f"{rundir}/br-int.mgmt")
     await channel.start()                     # returns after the first handshake
@@ -25,36 +27,3 @@ the flow-stats decoder), ``fast_encoder`` (struct encoder, byte-identical to os-
 raw replies and decoded a reply at a time), ``flowmod_cache``, ``reconcile``, ``ofctl_text``
 (``to_ofctl`` for logs and baselines).
 """
-
-from aovs.openflow.bundle import BundleEntry, commit_bundle
-from aovs.openflow.channel import ChannelEvent, Connected, Disconnected, OpenFlowChannel
-from aovs.openflow.errors import (
-    BundleError,
-    ChannelClosedError,
-    OpenFlowError,
-    ProtocolError,
-    RequestTimeoutError,
-    SwitchError,
-    VersionMismatchError,
-)
-from aovs.openflow.ofctl_text import to_ofctl
-from aovs.openflow.reconcile import FlowReconciler, stable_cookie
-
-__all__ = [
-    "BundleEntry",
-    "BundleError",
-    "ChannelClosedError",
-    "ChannelEvent",
-    "Connected",
-    "Disconnected",
-    "FlowReconciler",
-    "OpenFlowChannel",
-    "OpenFlowError",
-    "ProtocolError",
-    "RequestTimeoutError",
-    "SwitchError",
-    "VersionMismatchError",
-    "commit_bundle",
-    "stable_cookie",
-    "to_ofctl",
-]

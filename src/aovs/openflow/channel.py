@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import random
 import struct
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
+from aovs.backoff import Backoff
 from aovs.openflow.errors import (
     ChannelClosedError,
     OpenFlowError,
@@ -181,6 +181,7 @@ class OpenFlowChannel:
         self.inactivity_timeout = inactivity_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self._backoff = Backoff(initial=backoff_initial, cap=backoff_max)
         self.datapath_id: int | None = None
         self.connections = 0  # successful handshakes so far
         self._conn: _Connection | None = None
@@ -397,7 +398,7 @@ class OpenFlowChannel:
                 reader, writer = await self.connector.connect()
             except OSError as exc:
                 failures += 1
-                delay = self._backoff(failures)
+                delay = self._backoff.delay(failures)
                 LOG.debug("%s: connect failed (%s); retry in %.2f s", self, exc, delay)
                 await asyncio.sleep(delay)
                 continue
@@ -417,12 +418,7 @@ class OpenFlowChannel:
                 LOG.info("%s: disconnected: %s", self, conn.reason)
             failures += 1
             if not self._closing:
-                await asyncio.sleep(self._backoff(failures))
-
-    def _backoff(self, failures: int) -> float:
-        """Capped exponential backoff with full jitter in its upper half."""
-        ceiling = min(self.backoff_max, self.backoff_initial * (2 ** min(failures, 20)))
-        return float(ceiling / 2 + random.random() * ceiling / 2)
+                await asyncio.sleep(self._backoff.delay(failures))
 
     async def _serve(self, conn: _Connection) -> None:
         await asyncio.wait_for(self._hello(conn), self.handshake_timeout)

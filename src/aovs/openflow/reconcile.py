@@ -8,7 +8,9 @@
   restart against a switch that has the right flows sends nothing, and an OVS restart (empty
   tables) replays everything in one bundle from cached bytes.
 Only flows carrying the bridge cookie are aovs's: others are never dumped, modified or deleted
-(strict modify/delete match the cookie). The installed view changes only after a commit.
+(dumps filter on the cookie; strict modify/delete name the exact key WITHOUT a cookie mask, see
+:func:`aovs.openflow.codec.flow_mod`, and only for keys this reconciler installed or dumped). The
+installed view changes only after a commit.
 Bundles are serialised per bridge; concurrent ``sync`` calls coalesce to the latest set.
 """
 
@@ -45,7 +47,7 @@ def stable_cookie(bridge: str) -> int:
 
 
 @dataclass
-class Plan:
+class FlowModPlan:
     """The FlowMods that turn installed into desired."""
 
     delete: list[Flow] = field(default_factory=list)
@@ -60,12 +62,12 @@ def plan_change(
     installed: Mapping[FlowKey, Flow],
     changes: Mapping[FlowKey, Flow | None],
     opaque: Container[FlowKey] = (),
-) -> Plan:
+) -> FlowModPlan:
     """What to send so each key in ``changes`` ends up as given (None: absent).
 
     ``opaque`` keys are installed flows we could not decode: always replaced by an ADD.
     """
-    plan = Plan()
+    plan = FlowModPlan()
     for key, want in changes.items():
         have = installed.get(key)
         if want is None:
@@ -77,7 +79,7 @@ def plan_change(
 
 
 def _plan_one(
-    plan: Plan, key: FlowKey, have: Flow | None, want: Flow, opaque: Container[FlowKey]
+    plan: FlowModPlan, key: FlowKey, have: Flow | None, want: Flow, opaque: Container[FlowKey]
 ) -> None:
     if have is None or key in opaque:
         plan.add.append(want)
@@ -94,10 +96,10 @@ def plan_sync(
     installed: Mapping[FlowKey, Flow],
     desired: Mapping[FlowKey, Flow],
     opaque: Container[FlowKey] = (),
-) -> Plan:
+) -> FlowModPlan:
     """The full diff: everything installed but not desired goes (one pass over each side:
     after an agent restart both hold 30k-60k flows and nothing differs)."""
-    plan = Plan()
+    plan = FlowModPlan()
     plan.delete = [have for key, have in installed.items() if key not in desired]
     get = installed.get
     for key, want in desired.items():
@@ -315,7 +317,7 @@ class FlowReconciler:
         table, priority = entry.table_id, entry.priority  # type: ignore[attr-defined]
         return Flow(table, priority, match)
 
-    async def _commit(self, plan: Plan) -> int:
+    async def _commit(self, plan: FlowModPlan) -> int:
         if not plan:
             return 0
         cache = self.cache

@@ -41,7 +41,7 @@ A garbled stream, an unknown method or a reply to an id we never used is logged 
 connection is reset; monitors come back on the next session. Every request has a timeout.
 """
 
-from aovs.ovsdb.backoff import Backoff
+from aovs.backoff import Backoff
 from aovs.ovsdb.client import OVSDBClient
 from aovs.ovsdb.commands import (
     KEEP,
@@ -62,11 +62,11 @@ from aovs.ovsdb.errors import (
     ConnectionLost,
     ConstraintViolation,
     DuplicateRow,
+    JsonRpcError,
     OVSDBError,
     ProtocolError,
     ReferentialIntegrityViolation,
     RowNotFound,
-    RpcError,
     SchemaError,
     TransactionConflict,
     TransactionError,
@@ -98,6 +98,7 @@ __all__ = [
     "HasKey",
     "Includes",
     "Interface",
+    "JsonRpcError",
     "Monitor",
     "NamedUuid",
     "OVSDBClient",
@@ -108,7 +109,6 @@ __all__ = [
     "Row",
     "RowEvent",
     "RowNotFound",
-    "RpcError",
     "SchemaError",
     "SetPort",
     "TransactionConflict",

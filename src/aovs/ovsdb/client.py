@@ -14,11 +14,11 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from aovs.ovsdb.backoff import Backoff
+from aovs.backoff import Backoff
 from aovs.ovsdb.cache import RowCache
 from aovs.ovsdb.conditions import Condition
 from aovs.ovsdb.connection import Connection, Target
-from aovs.ovsdb.errors import ConnectionLost, OVSDBError, ProtocolError, RpcError
+from aovs.ovsdb.errors import ConnectionLost, JsonRpcError, OVSDBError, ProtocolError
 from aovs.ovsdb.monitor import Monitor
 from aovs.ovsdb.schema import DatabaseSchema
 from aovs.ovsdb.transaction import Command, TransactionResult, run_transaction
@@ -151,7 +151,7 @@ class OVSDBClient:
         for monitor in list(self._monitors.values()):
             try:
                 await self._send_monitor(conn, monitor)
-            except RpcError as exc:  # the schema changed under a monitor: tell its consumer
+            except JsonRpcError as exc:  # the schema changed under a monitor: tell its consumer
                 log.error("ovsdb monitor refused: %s", exc, extra={"monitor": monitor.id})
                 self._monitors.pop(monitor.id, None)
                 monitor.fail(exc)
@@ -212,7 +212,7 @@ class OVSDBClient:
         monitor.close()
         conn = self._conn
         if conn is not None:
-            with contextlib.suppress(ConnectionLost, RpcError, TimeoutError):
+            with contextlib.suppress(ConnectionLost, JsonRpcError, TimeoutError):
                 await conn.request("monitor_cancel", [monitor.id], timeout=self.request_timeout)
 
     # -- transactions --------------------------------------------------------------------------

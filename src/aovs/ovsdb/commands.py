@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from aovs.ovsdb.errors import DuplicateRow, RowNotFound
-from aovs.ovsdb.transaction import Clause, Select, Snapshot, TransactionBuilder
+from aovs.ovsdb.transaction import Clause, Select, SelectedRows, TransactionBuilder
 
 
 class _Keep:
@@ -57,7 +57,7 @@ class EnsureBridge:
     def reads(self) -> Sequence[Select]:
         return [self._select()]
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         rows = snapshot.rows(self._select())
         wanted: dict[str, Any] = {
             "datapath_type": self.datapath_type,
@@ -98,7 +98,7 @@ class DeleteBridge:
     def reads(self) -> Sequence[Select]:
         return [self._select()]
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         uuids = snapshot.uuids(self._select())
         if not uuids and not self.if_exists:
             raise RowNotFound(f"bridge {self.name}")
@@ -137,7 +137,7 @@ class AddPort:
     def reads(self) -> Sequence[Select]:
         return [self._port(), self._interface(), self._bridge()]
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         ports = snapshot.rows(self._port())
         bridges = snapshot.rows(self._bridge())
         if not bridges:  # perhaps created earlier in this transaction: checked when it runs
@@ -215,7 +215,7 @@ class DeletePort:
     def reads(self) -> Sequence[Select]:
         return [self._select()]
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         uuids = snapshot.uuids(self._select())
         if not uuids:
             if not self.if_exists:
@@ -241,7 +241,7 @@ class DeletePorts:
     def reads(self) -> Sequence[Select]:
         return [self._ports(), self._bridge()] if self.bridge else [self._ports()]
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         ports = snapshot.rows(self._ports())
         if self.bridge is not None:
             bridges = snapshot.rows(self._bridge())
@@ -271,7 +271,7 @@ class SetPort:
     def reads(self) -> Sequence[Select]:
         return []
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         columns: dict[str, Any] = {}
         if not isinstance(self.tag, _Keep):
             columns["tag"] = self.tag
@@ -294,7 +294,7 @@ class UpdateMapKeys:
     def reads(self) -> Sequence[Select]:
         return []
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         txn.require(self.table, self.where, f"{self.table} row where {list(self.where)}")
         txn.remove_keys(
             self.table, self.where, self.column, [k for k in self.remove if k not in self.set]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aovs.ovsdb.errors import ConnectionLost, OVSDBError, ProtocolError, RpcError
+from aovs.ovsdb.errors import ConnectionLost, JsonRpcError, OVSDBError, ProtocolError
 from aovs.ovsdb.stream import JsonStream
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,7 @@ class Connection:
             return
         error = message.get("error")
         if error is not None:
-            pending.future.set_exception(RpcError(pending.method, error))
+            pending.future.set_exception(JsonRpcError(pending.method, error))
             return
         result = message.get("result")
         if pending.on_result is not None:

@@ -21,7 +21,7 @@ class ConnectionLost(OVSDBError):
     """The connection went away before a reply: the request's outcome is unknown."""
 
 
-class RpcError(OVSDBError):
+class JsonRpcError(OVSDBError):
     """A JSON-RPC reply whose ``error`` member is set (e.g. an unknown monitor column)."""
 
     def __init__(self, method: str, error: Any) -> None:

@@ -14,7 +14,7 @@ import itertools
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from aovs.ovsdb.datum import NamedUuid, Uuid, decoder, encode
 from aovs.ovsdb.errors import (
@@ -25,9 +25,6 @@ from aovs.ovsdb.errors import (
     transaction_error,
 )
 from aovs.ovsdb.schema import DatabaseSchema
-
-if TYPE_CHECKING:
-    from aovs.ovsdb.client import OVSDBClient
 
 MAX_ATTEMPTS = 8
 Clause = tuple[str, str, Any]
@@ -63,7 +60,7 @@ class Select:
         }
 
 
-class Snapshot:
+class SelectedRows:
     """What the reads returned, decoded."""
 
     def __init__(self, schema: DatabaseSchema, results: Mapping[str, list[dict[str, Any]]]) -> None:
@@ -180,7 +177,7 @@ class Command(Protocol):
         """Rows this command must see before it can decide what to do."""
         ...
 
-    def build(self, snapshot: Snapshot, txn: TransactionBuilder) -> None:
+    def build(self, snapshot: SelectedRows, txn: TransactionBuilder) -> None:
         """Append this command's operations (or raise, e.g. :class:`RowNotFound`)."""
         ...
 
@@ -192,8 +189,18 @@ class TransactionResult:
     attempts: int = 1
 
 
+class TransactionTarget(Protocol):
+    """What a transaction needs of a connection (:class:`aovs.ovsdb.client.OVSDBClient`):
+    the schema and one ``transact`` request. Keeps this module free of the client (no cycle)."""
+
+    @property
+    def schema(self) -> DatabaseSchema: ...
+
+    async def transact_ops(self, ops: Sequence[Mapping[str, Any]]) -> list[Any]: ...
+
+
 async def run_transaction(
-    client: OVSDBClient, commands: Sequence[Command], *, bump_cfg: bool = False
+    client: TransactionTarget, commands: Sequence[Command], *, bump_cfg: bool = False
 ) -> TransactionResult:
     for attempt in range(1, MAX_ATTEMPTS + 1):
         selects = list({s.key: s for c in commands for s in c.reads()}.values())
@@ -205,7 +212,7 @@ async def run_transaction(
         txn = TransactionBuilder(client.schema)
         for select in selects:
             txn.guard(select, results[select.key])
-        snapshot = Snapshot(client.schema, results)
+        snapshot = SelectedRows(client.schema, results)
         for command in commands:
             command.build(snapshot, txn)
         if not txn.changes:
@@ -263,7 +270,7 @@ def _raise_first_error(results: list[Any], ops: list[dict[str, Any]]) -> None:
 __all__ = [
     "Command",
     "Select",
-    "Snapshot",
+    "SelectedRows",
     "TransactionBuilder",
     "TransactionError",
     "TransactionResult",

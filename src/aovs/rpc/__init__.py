@@ -41,88 +41,11 @@ times), :class:`RemoteError` (the server raised; ``exc_type``/``module``/``messa
 subclasses :class:`NoSuchMethod` and :class:`UnsupportedVersion`. All derive from
 :class:`RpcError`.
 
-Tests, demo and benchmarks use :class:`NeutronServerSimulator` (``aovs simulate-server``) and
-:class:`Topology` (``Topology.load(path)``, ``Topology.generate(ports=1000)``).
+Nothing is imported here (the value modules ``events``, ``server_replies``, ``resources`` and
+``errors`` stay free of AMQP and asyncio): import the submodules, e.g.
+``aovs.rpc.amqp.RpcTransport``, ``aovs.rpc.server_api.NeutronServerApi``,
+``aovs.rpc.notifications.NotificationConsumer``, ``aovs.rpc.state_report.StateReporter``.
+
+Tests, demo and benchmarks use the neutron-server simulator in :mod:`aovs.testing`
+(``aovs simulate-server``), not part of this package.
 """
-
-from aovs.rpc.amqp import RpcServer, RpcTransport
-from aovs.rpc.errors import (
-    NoSuchMethod,
-    RemoteError,
-    RpcConnectionLost,
-    RpcError,
-    RpcTimeout,
-    TransportUrlError,
-    UnsupportedVersion,
-    WireError,
-)
-from aovs.rpc.events import (
-    AddFdbEntries,
-    AgentEvent,
-    FdbIpChange,
-    FdbNetwork,
-    NetworkDelete,
-    NetworkUpdate,
-    PortDelete,
-    PortUpdate,
-    RemoveFdbEntries,
-    SecurityGroupsMemberUpdated,
-    SecurityGroupsRuleUpdated,
-    TunnelDelete,
-    TunnelUpdate,
-    UpdateFdbEntries,
-)
-from aovs.rpc.notifications import NotificationConsumer
-from aovs.rpc.server_api import NeutronServerApi
-from aovs.rpc.server_replies import (
-    DeviceListResult,
-    DeviceOutcome,
-    DevicesDetails,
-    FailedDevice,
-    NoActiveBinding,
-    SecurityGroupInfo,
-    UnknownDevice,
-)
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.state_report import StateReporter
-from aovs.rpc.topology import Topology, TopologyError
-
-__all__ = [
-    "AddFdbEntries",
-    "AgentEvent",
-    "DeviceListResult",
-    "DeviceOutcome",
-    "DevicesDetails",
-    "FailedDevice",
-    "FdbIpChange",
-    "FdbNetwork",
-    "NetworkDelete",
-    "NetworkUpdate",
-    "NeutronServerApi",
-    "NeutronServerSimulator",
-    "NoActiveBinding",
-    "NoSuchMethod",
-    "NotificationConsumer",
-    "PortDelete",
-    "PortUpdate",
-    "RemoteError",
-    "RemoveFdbEntries",
-    "RpcConnectionLost",
-    "RpcError",
-    "RpcServer",
-    "RpcTimeout",
-    "RpcTransport",
-    "SecurityGroupInfo",
-    "SecurityGroupsMemberUpdated",
-    "SecurityGroupsRuleUpdated",
-    "StateReporter",
-    "Topology",
-    "TopologyError",
-    "TransportUrlError",
-    "TunnelDelete",
-    "TunnelUpdate",
-    "UnknownDevice",
-    "UnsupportedVersion",
-    "UpdateFdbEntries",
-    "WireError",
-]

@@ -32,6 +32,7 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
+from aovs.backoff import Backoff
 from aovs.rpc import wire
 from aovs.rpc.dispatch import Dispatcher
 from aovs.rpc.errors import RpcConnectionLost, RpcError, RpcTimeout
@@ -351,18 +352,17 @@ class RpcTransport:
 
     async def _supervise(self) -> None:
         attempt = 0
-        delay = self.reconnect_delay
+        backoff = Backoff(self.reconnect_delay, self.reconnect_max_delay, jitter=False)
         while not self._closed:
             broker = self.brokers[attempt % len(self.brokers)]
             attempt += 1
             session = await self._open_session(broker)
             if session is None:
                 if attempt % len(self.brokers) == 0:  # a full round failed: wait, then retry
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.reconnect_max_delay)
+                    await asyncio.sleep(backoff.next_delay())
                 continue
             attempt -= 1  # stay on the broker that worked
-            delay = self.reconnect_delay
+            backoff.reset()
             self.connections_made += 1
             self._session = session
             self._connected.set()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aovs.agent.state import InterfaceRow
+from aovs.dataplane.compose import PhysicalLink, Topology
 from aovs.model import PortDetails
-from aovs.pipelines.compose import PhysicalLink, Topology
 
 TOPO = Topology("br-int", {"physnet1": PhysicalLink("physnet1", "br-phys", 100, 200)})
 

@@ -8,6 +8,7 @@ from aovs.firewall.noop import NoopFirewall
 from aovs.firewall.openvswitch import OVSFirewall
 from aovs.model import SecurityGroup, SecurityGroupRule
 from aovs.openflow.flows import Flow
+from aovs.owners import port_owner
 from aovs.rpc.server_replies import FailedDevice, SecurityGroupInfo, UnknownDevice
 
 
@@ -116,7 +117,7 @@ def test_failures_and_dead_ports(core: AgentCore) -> None:
     assert ("bad", False) in plan.reports
     wire(core, "down-1", 7, admin_state_up=False)
     assert core.ports["down-1"].phase is PortPhase.DEAD
-    assert in_ports(core.ledgers["br-int"].flows_of(("port", "down-1"))) == {7}
+    assert in_ports(core.ledgers["br-int"].flows_of(port_owner("down-1"))) == {7}
     wire(core, "tun-1", 8, network_type="vxlan", physical_network=None)
     assert core.ports["tun-1"].phase is PortPhase.FAILED
     assert "not supported" in core.ports["tun-1"].reason

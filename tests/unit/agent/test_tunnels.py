@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aovs.agent.tunnel_io import add_tunnel_port
 from aovs.agent.tunnels import (
     PortChanges,
     TunnelPort,
@@ -75,13 +76,15 @@ def test_tunnel_port_names_are_neutrons() -> None:
 
 def test_tunnel_port_options_are_neutrons() -> None:
     port = TunnelPort("vxlan-c0000202", "vxlan", "192.0.2.2")
-    command = port.command(settings())
+    command = add_tunnel_port(port, settings())
     assert command.type == "vxlan" and command.bridge == "br-tun"
     assert command.options == {"remote_ip": "192.0.2.2", "local_ip": LOCAL, "in_key": "flow",
                                "out_key": "flow", "df_default": "true",
                                "egress_pkt_mark": "0"}  # fmt: skip
-    assert port.command(settings(vxlan_udp_port=8472)).options["dst_port"] == "8472"  # type: ignore[index]
-    v6 = TunnelPort("gre-x", "gre", "2001:db8::2").command(settings(local_ip="2001:db8::1"))
+    assert add_tunnel_port(port, settings(vxlan_udp_port=8472)).options["dst_port"] == "8472"  # type: ignore[index]
+    v6 = add_tunnel_port(
+        TunnelPort("gre-x", "gre", "2001:db8::2"), settings(local_ip="2001:db8::1")
+    )
     assert v6.type == "ip6gre" and v6.options["packet_type"] == "legacy_l2"  # type: ignore[index]
 
 

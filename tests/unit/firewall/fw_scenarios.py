@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aovs.firewall import FilteredPort, FirewallDriver, OwnerKey, SecurityGroupState
+from aovs.firewall import FilteredPort, SecurityGroupState
 from aovs.model import AllowedAddressPair, FixedIP, PortDetails, SecurityGroup, SecurityGroupRule
-from aovs.openflow.flows import Flow
 
 
 def rule(direction: str, **fields: object) -> SecurityGroupRule:
@@ -90,14 +89,3 @@ def scenario(n_ports: int = 12, zones: tuple[int, ...] = (5, 6)) -> tuple[
         for sg_id in sg:
             groups_by_sg[sg_id] += [f.ip_address for f in port.details.fixed_ips]
     return ports, SecurityGroupState({"web": WEB, "db": DB}, members(groups_by_sg))
-
-
-def owned_flows(
-    driver: FirewallDriver, ports: Mapping[str, FilteredPort], sgs: SecurityGroupState
-) -> dict[OwnerKey, frozenset[Flow]]:
-    """Everything the agent would hold for this input, per owner."""
-    owned: dict[OwnerKey, frozenset[Flow]] = {("fw-base",): driver.base_flows()}
-    for iface, port in ports.items():
-        owned[("port", iface)] = driver.port_flows(port, sgs)
-    owned.update(driver.shared_flows(ports, sgs))
-    return {owner: flows for owner, flows in owned.items() if flows}

@@ -8,6 +8,7 @@ from aovs.firewall import SecurityGroupState
 from aovs.firewall.noop import NoopFirewall
 from aovs.model import AllowedAddressPair
 from aovs.openflow.flows import Flow, GotoTable, Match
+from aovs.owners import port_owner
 
 SGS = SecurityGroupState({})
 
@@ -56,6 +57,6 @@ def test_security_group_changes_dirty_nothing() -> None:
     ports = {"a": make_port(1, ("web",)), "b": make_port(2, ("web",))}
     moved = {**ports, "b": make_port(2, ("db",))}
     assert driver.owners_for_change(ports, SGS, ports, SecurityGroupState({})) == frozenset()
-    assert driver.owners_for_change(ports, SGS, moved, SGS) == {("port", "b")}
+    assert driver.owners_for_change(ports, SGS, moved, SGS) == {port_owner("b")}
     assert driver.shared_flows(ports, SGS) == {}
     assert driver.base_flows() == {Flow(24, 0), Flow(25, 0)}

@@ -8,8 +8,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 import pytest
-from fw_scenarios import DB, WEB, make_port, members, owned_flows, rule, scenario
+from fw_scenarios import DB, WEB, make_port, members, rule, scenario
 
+from aovs.dataplane.compose import firewall_owners
 from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState, load_driver, openvswitch
 from aovs.firewall.conjunctions import ConjunctionIds
 from aovs.firewall.openvswitch import OVSFirewall
@@ -27,6 +28,7 @@ from aovs.openflow.flows import (
     ct_state,
     vid,
 )
+from aovs.owners import MEMBER, PORT, kind_of, member_owner, port_owner
 
 EST = ct_state("+est-rel-rpl")
 NEW = ct_state("+new-est")
@@ -128,7 +130,7 @@ def test_member_flows_are_one_set_per_member_not_per_port() -> None:
     # one owner per (zone, direction, ethertype, address) that some rule references
     assert {owner[4] for owner in shared} <= addresses
     for owner, flows in shared.items():
-        assert owner[0] == "fw-member" and owner[1] == "5"
+        assert kind_of(owner) == MEMBER and owner[1] == "5"
         assert all(f.match.get("reg6") == 5 for f in flows)
         assert all(isinstance(a, Conjunction) and a.clause == 1 for f in flows for a in f.actions)
         assert len(flows) <= 2 * 4  # est + new per priority level
@@ -143,9 +145,9 @@ def _apply(
 ) -> dict[OwnerKey, frozenset[Flow]]:
     """What the agent does: recompute only the dirty owners."""
     result = dict(owned)
-    shared_dirty = [o for o in dirty if o[0] != "port"]
+    shared_dirty = [o for o in dirty if kind_of(o) != PORT]
     for owner in dirty:
-        if owner[0] == "port":
+        if kind_of(owner) == PORT:
             port = ports.get(owner[1])
             result[owner] = driver.port_flows(port, sgs) if port else frozenset()
     result.update(driver.shared_flows(ports, sgs, shared_dirty))
@@ -157,10 +159,10 @@ def _check_incremental(
     after: tuple[dict[str, FilteredPort], SecurityGroupState],
 ) -> tuple[frozenset[OwnerKey], set[Flow]]:
     driver = OVSFirewall()
-    old = owned_flows(driver, *before)
+    old = firewall_owners(driver, *before)
     dirty = driver.owners_for_change(*before, *after)
     incremental = _apply(driver, old, after[0], after[1], dirty)
-    assert incremental == owned_flows(OVSFirewall(), *after)
+    assert incremental == firewall_owners(OVSFirewall(), *after)
     old_all = set().union(*old.values())
     new_all = set().union(*incremental.values())
     return dirty, old_all ^ new_all
@@ -176,7 +178,7 @@ def test_member_join_touches_a_constant_number_of_flows() -> None:
                   "IPv4": sgs.members["web"]["IPv4"] | {"10.5.200.1"}}}  # fmt: skip
         after = SecurityGroupState(sgs.groups, joined)
         dirty, changed = _check_incremental((ports, sgs), (ports, after))
-        assert dirty == {("fw-member", "5", "ingress", "IPv4", "10.5.200.1")}
+        assert dirty == {member_owner(5, "ingress", "IPv4", "10.5.200.1")}
         changed_counts.append(len(changed))
     assert changed_counts[0] == changed_counts[1] == 2
 
@@ -199,7 +201,7 @@ def test_rule_update_changes_only_the_affected_flows() -> None:
     after = SecurityGroupState({**sgs.groups, "db": DB.model_copy(update={"rules": db_rules})},
                                sgs.members)  # fmt: skip
     dirty, changed = _check_incremental((ports, sgs), (ports, after))
-    db_ports = {("port", i) for i, p in ports.items() if "db" in p.details.security_groups}
+    db_ports = {port_owner(i) for i, p in ports.items() if "db" in p.details.security_groups}
     assert dirty == db_ports  # no member owner: conjunction ids did not move
     assert {f.match.get("reg5") for f in changed} == {ports[o[1]].ofport for o in db_ports}
     # udp/53 -> udp/53-54 (53 and 54: not one aligned block): only 54's est + new are new
@@ -256,7 +258,7 @@ def test_a_reboot_dirties_only_the_rebooted_port(monkeypatch: pytest.MonkeyPatch
         patch.setattr(openvswitch, "remote_usage", lambda *a: walks.append(a) or usage(*a))
         for after, expected in cases:
             dirty = OVSFirewall().owners_for_change(ports, sgs, after, sgs)
-            assert dirty == {("port", iface) for iface in expected}
+            assert dirty == {port_owner(iface) for iface in expected}
         assert not walks
         # a filtered port arriving changes its zone's usage: the full computation runs
         OVSFirewall().owners_for_change(ports, sgs, arrived, sgs)
@@ -277,7 +279,7 @@ def _ports_in(flow: Flow) -> set[int]:
 
 def test_same_input_same_flows_whatever_the_order() -> None:
     ports, sgs = scenario(n_ports=20)
-    reference = owned_flows(OVSFirewall(), ports, sgs)
+    reference = firewall_owners(OVSFirewall(), ports, sgs)
     rng = random.Random(7)
     for _ in range(3):
         items = list(ports.items())
@@ -297,14 +299,16 @@ def test_same_input_same_flows_whatever_the_order() -> None:
             for sg_id, g in reversed(list(sgs.groups.items()))
         }
         member_sets = {k: dict(reversed(list(v.items()))) for k, v in sgs.members.items()}
-        again = owned_flows(OVSFirewall(), shuffled_ports, SecurityGroupState(groups, member_sets))
+        again = firewall_owners(
+            OVSFirewall(), shuffled_ports, SecurityGroupState(groups, member_sets)
+        )
         assert again == reference
 
 
 def test_no_two_owners_disagree_on_a_flow_key() -> None:
     ports, sgs = scenario(n_ports=30, zones=(5, 6))
     actions_by_key: dict[tuple[int, int, Match], set[object]] = defaultdict(set)
-    for flows in owned_flows(OVSFirewall(), ports, sgs).values():
+    for flows in firewall_owners(OVSFirewall(), ports, sgs).values():
         for f in flows:
             actions_by_key[f.key].add(f.actions)
     assert all(len(actions) == 1 for actions in actions_by_key.values())

@@ -13,8 +13,9 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 import pytest
-from fw_scenarios import DB, WEB, make_port, owned_flows, rule, scenario
+from fw_scenarios import DB, WEB, make_port, rule, scenario
 
+from aovs.dataplane.compose import firewall_owners
 from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState
 from aovs.firewall.openvswitch import OVSFirewall
 from aovs.firewall.stateless import group_is_stateless, is_stateless
@@ -30,6 +31,7 @@ from aovs.openflow.flows import (
     SetField,
     ct_state,
 )
+from aovs.owners import MEMBER, PORT, kind_of, member_owner, port_owner
 
 NEW = ct_state("+new-est")
 SSH = rule("ingress", protocol="tcp", port_range_min=22, port_range_max=22)
@@ -217,11 +219,11 @@ def test_stateful_and_stateless_ports_share_a_zones_member_flows() -> None:
     sl_port = make_port(40, ("web-sl",), vlan=5)
     ports = {**ports, "port-40": sl_port}
     driver = OVSFirewall()
-    owned = owned_flows(driver, ports, mixed_sgs)
-    member_flows = {f for o, flows in owned.items() if o[0] == "fw-member" for f in flows}
+    owned = firewall_owners(driver, ports, mixed_sgs)
+    member_flows = {f for o, flows in owned.items() if kind_of(o) == MEMBER for f in flows}
     states = {f.match.get("ct_state") for f in member_flows}
     assert states == {None, ct_state("+est-rel-rpl"), NEW}
-    stateless_ids = _conj_ids(owned[("port", "port-40")], 2)
+    stateless_ids = _conj_ids(owned[port_owner("port-40")], 2)
     assert stateless_ids and stateless_ids <= _conj_ids(
         {f for f in member_flows if f.match.get("ct_state") is None}, 1
     )
@@ -251,10 +253,10 @@ def _apply(
     """What the agent does: recompute only the dirty owners."""
     result = dict(owned)
     for owner in dirty:
-        if owner[0] == "port":
+        if kind_of(owner) == PORT:
             port = ports.get(owner[1])
             result[owner] = driver.port_flows(port, sgs) if port else frozenset()
-    result.update(driver.shared_flows(ports, sgs, [o for o in dirty if o[0] != "port"]))
+    result.update(driver.shared_flows(ports, sgs, [o for o in dirty if kind_of(o) != PORT]))
     return {owner: flows for owner, flows in result.items() if flows}
 
 
@@ -263,9 +265,9 @@ def _check_incremental(
     after: tuple[dict[str, FilteredPort], SecurityGroupState],
 ) -> frozenset[OwnerKey]:
     driver = OVSFirewall()
-    old = owned_flows(driver, *before)
+    old = firewall_owners(driver, *before)
     dirty = driver.owners_for_change(*before, *after)
-    assert _apply(driver, old, *after, dirty) == owned_flows(OVSFirewall(), *after)
+    assert _apply(driver, old, *after, dirty) == firewall_owners(OVSFirewall(), *after)
     return dirty
 
 
@@ -275,18 +277,18 @@ def _with(sgs: SecurityGroupState, *groups: SecurityGroup) -> SecurityGroupState
 
 def test_switching_a_group_stateless_and_back_equals_a_full_recompute() -> None:
     ports, sgs = scenario(n_ports=12, zones=(5, 6))
-    web_ports = {("port", i) for i, p in ports.items() if "web" in p.details.security_groups}
-    db_ports = {("port", i) for i, p in ports.items() if "db" in p.details.security_groups}
+    web_ports = {port_owner(i) for i, p in ports.items() if "web" in p.details.security_groups}
+    db_ports = {port_owner(i) for i, p in ports.items() if "db" in p.details.security_groups}
     flipped = _with(sgs, stateless(WEB))
     dirty = _check_incremental((ports, sgs), (ports, flipped))
     # every port using web (ports in web and db too: their db rules become stateless)
-    assert {o for o in dirty if o[0] == "port"} == web_ports
-    assert {o for o in dirty if o[0] == "fw-member"}  # the conjunction ids moved
+    assert {o for o in dirty if kind_of(o) == PORT} == web_ports
+    assert {o for o in dirty if kind_of(o) == MEMBER}  # the conjunction ids moved
     _check_incremental((ports, flipped), (ports, sgs))
     # both groups, one after the other, and a rule-level flag
     both = _with(flipped, stateless(DB))
     assert {o for o in _check_incremental((ports, flipped), (ports, both))
-            if o[0] == "port"} == db_ports  # fmt: skip
+            if kind_of(o) == PORT} == db_ports  # fmt: skip
     ssh_only = DB.model_copy(update={"rules": tuple(
         r.model_copy(update={"stateful": False}) for r in DB.rules)})  # fmt: skip
     _check_incremental((ports, sgs), (ports, _with(sgs, ssh_only)))
@@ -312,13 +314,13 @@ def test_ports_and_members_changing_around_stateless_groups() -> None:
     for after in changes:
         _check_incremental((ports, sgs), after)
     dirty = _check_incremental((ports, sgs), (ports, grown))
-    assert dirty == {("fw-member", z, "ingress", "IPv4", "10.5.200.1") for z in ("5", "6")}
+    assert dirty == {member_owner(z, "ingress", "IPv4", "10.5.200.1") for z in (5, 6)}
 
 
 def test_same_input_same_flows_whatever_the_order() -> None:
     ports, sgs = scenario(n_ports=10)
     sgs = SecurityGroupState({"web": stateless(WEB), "db": DB}, sgs.members)
-    reference = owned_flows(OVSFirewall(), ports, sgs)
+    reference = firewall_owners(OVSFirewall(), ports, sgs)
     shuffled = SecurityGroupState(dict(reversed(list(sgs.groups.items()))), sgs.members)
-    again = owned_flows(OVSFirewall(), dict(reversed(list(ports.items()))), shuffled)
+    again = firewall_owners(OVSFirewall(), dict(reversed(list(ports.items()))), shuffled)
     assert again == reference

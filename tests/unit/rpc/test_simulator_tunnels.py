@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Topology
+from aovs.testing.cloud import SimulatedCloud
+from aovs.testing.simulator import NeutronServerSimulator
 
 
 def simulator() -> NeutronServerSimulator:
-    topology = Topology.parse(
+    topology = SimulatedCloud.parse(
         {"networks": {}, "ports": [], "tunnels": [{"ip_address": "192.0.2.9"}]}
     )
     return NeutronServerSimulator(topology, transport_url="rabbit://guest:guest@127.0.0.1:5672/")

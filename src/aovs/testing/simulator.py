@@ -1,11 +1,11 @@
-"""A neutron-server stand-in: serves the OVS agent's calls from a Topology, sends notifications.
+"""A neutron-server stand-in: serves the agent's calls from a SimulatedCloud, sends notifications.
 
 It answers on the same topics, with the same versions and reply shapes as neutron 29's ML2
 server (see /work/shared/reference/oslo-messaging-wire.md), so the agent cannot tell it from
 the real thing, and a real oslo.messaging client can call it. It records every
 update_device_list and report_state it receives, and has fault switches for tests:
 
-    sim = NeutronServerSimulator(Topology.load("config/topology-small.json"), transport_url)
+    sim = NeutronServerSimulator(SimulatedCloud.load("config/topology-small.json"), transport_url)
     await sim.start()
     sim.answering = False        # calls hang (no reply) until set back: clients time out
     sim.reply_delay = 0.5        # answer, but late
@@ -35,7 +35,7 @@ from aovs.rpc.notifications import (
     TUNNEL_UPDATE_TOPIC,
 )
 from aovs.rpc.server_api import PLUGIN_TOPIC, REPORTS_TOPIC
-from aovs.rpc.topology import Network, Port, Rule, Topology, Tunnel
+from aovs.testing.cloud import CloudNetwork, CloudPort, CloudRule, CloudTunnel, SimulatedCloud
 
 LOG = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class DeviceListReport:
 class NeutronServerSimulator:
     def __init__(
         self,
-        topology: Topology,
+        topology: SimulatedCloud,
         transport_url: str | None = None,
         *,
         transport: RpcTransport | None = None,
@@ -68,12 +68,12 @@ class NeutronServerSimulator:
         self._own_transport = transport is None
         self.transport = transport or RpcTransport(transport_url or "")
         self.server_host = server_host
-        self.networks: dict[str, Network] = dict(topology.networks)
+        self.networks: dict[str, CloudNetwork] = dict(topology.networks)
         self.security_groups = dict(topology.security_groups)
-        self.ports: dict[str, Port] = {port.port_id: port for port in topology.ports}
+        self.ports: dict[str, CloudPort] = {port.port_id: port for port in topology.ports}
         # Endpoints per tunnel type, as ML2's type drivers keep them (one endpoints table per
         # type); the topology's endpoints (type None) answer for every type.
-        self.tunnels: dict[tuple[str, str | None], Tunnel] = {
+        self.tunnels: dict[tuple[str, str | None], CloudTunnel] = {
             (t.ip_address, None): t for t in topology.tunnels
         }
         # fault switches (see also the ``answering`` property)
@@ -120,8 +120,8 @@ class NeutronServerSimulator:
 
     # ---- world changes -----------------------------------------------------------------------
 
-    def add_port(self, port: Port | Mapping[str, Any]) -> Port:
-        port = port if isinstance(port, Port) else Port.model_validate(port)
+    def add_port(self, port: CloudPort | Mapping[str, Any]) -> CloudPort:
+        port = port if isinstance(port, CloudPort) else CloudPort.model_validate(port)
         if port.network_id not in self.networks:
             raise ValueError(f"port {port.port_id}: unknown network {port.network_id}")
         self.ports[port.port_id] = port
@@ -203,7 +203,7 @@ class NeutronServerSimulator:
         override = self.wire_overrides.get(device)
         return {**details, **override} if override else details
 
-    def port_api_dict(self, port: Port) -> dict[str, Any]:
+    def port_api_dict(self, port: CloudPort) -> dict[str, Any]:
         """The port as the REST API shows it (port_update notifications, SG info devices)."""
         network = self.networks[port.network_id]
         return {
@@ -280,12 +280,12 @@ class NeutronServerSimulator:
     def tunnel_sync(self, tunnel_ip: str, tunnel_type: str | None, host: str | None) -> bool:
         """Record the endpoint; True when it is new (so other agents must be told)."""
         known = self.tunnels.get((tunnel_ip, tunnel_type)) or self.tunnels.get((tunnel_ip, None))
-        self.tunnels[(tunnel_ip, tunnel_type)] = Tunnel(ip_address=tunnel_ip, host=host)
+        self.tunnels[(tunnel_ip, tunnel_type)] = CloudTunnel(ip_address=tunnel_ip, host=host)
         return known is None or known.host != host
 
     def tunnels_reply(self, tunnel_type: str | None) -> dict[str, Any]:
         udp_port = VXLAN_UDP_PORT if tunnel_type == "vxlan" else None
-        endpoints: dict[str, Tunnel] = {}
+        endpoints: dict[str, CloudTunnel] = {}
         for (ip, kind), tunnel in self.tunnels.items():
             if kind is not None and kind == tunnel_type:
                 endpoints[ip] = tunnel  # this type's own registration wins
@@ -411,7 +411,7 @@ class NeutronServerSimulator:
         }
 
 
-def _wire_rule(sg_id: str, rule: Rule) -> dict[str, Any]:
+def _wire_rule(sg_id: str, rule: CloudRule) -> dict[str, Any]:
     """A rule as security_group_info_for_devices sends it (None values left out)."""
     wire: dict[str, Any] = {
         "security_group_id": sg_id,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from aovs.dataplane import compose
+from aovs.dataplane.compose import PhysicalLink, Topology, TunnelLink
 from aovs.model import NetworkSegment
-from aovs.pipelines import br_tun, compose
-from aovs.pipelines.compose import PhysicalLink, Topology, TunnelLink
+from aovs.owners import bridge_owner
+from aovs.pipelines import br_tun
 
 LINK = TunnelLink("br-tun", patch_tun_ofport=3, patch_int_ofport=1,
                   network_types=frozenset({"vxlan"}), arp_responder=True)  # fmt: skip
@@ -20,7 +22,7 @@ def vxlan(seg: int | None = 1001, kind: str = "vxlan") -> NetworkSegment:
 def test_tunnel_bridge_is_a_bridge_with_its_base_owner() -> None:
     assert TOPO.bridges == ("br-int", "br-phys", "br-tun")
     owners = compose.bridge_flows(TOPO)
-    assert owners[("bridge", "br-tun")] == {"br-tun": br_tun.base_flows(1, True)}
+    assert owners[bridge_owner("br-tun")] == {"br-tun": br_tun.base_flows(1, True)}
 
 
 def test_tunnel_network_translates_on_br_tun_only() -> None:

@@ -1,54 +1,44 @@
-"""How the bridge pipelines and the firewall driver compose into flows per (bridge, owner).
+"""The desired dataplane: the agent's state in, every bridge's flows by owner out (pure).
 
-The agent keys every flow by an OWNER so that a change recomputes only what it touched:
+:func:`desired_flows` (and :func:`desired_owners`, the same by owner) IS the specification of
+what the reconciler installs: the agent core (:class:`aovs.agent.core.AgentCore`) recomputes
+only the owners an event made dirty, with the per-owner functions below, and must always hold
+exactly ``desired_flows(core.dataplane_state())`` once flushed (property-tested in
+tests/unit/agent/test_core_stateful.py); the fault invariant, the benchmarks' correctness check
+and the firewall tests ask this function instead of composing the builders themselves.
 
-- ``("bridge", name)``: a bridge's base flows (canary, defaults, NORMAL);
-- ``("patch", physnet)``: br-int's drop of untranslated traffic from a physical bridge;
-- ``("network", net_id)``: a network's VLAN translation on br-int and its physical bridge;
-- ``("port", iface_id)``: a port's own flows (dead-port drop, or the firewall's port flows);
-- ``("fw-base",)`` and the firewall driver's shared owners (e.g. remote-group members).
-
-Each function returns ``{bridge: flows}`` for one owner. A bridge is another pipeline module
-with the same shape (base, network, port): br-tun's base set is ``("bridge", br-tun)`` and a
-tunnel network's tunnel id -> local VLAN flow is its ``("network", net_id)`` owner; the owners
-that depend on tunnel endpoints and l2population (tunnel ports, flooding, FDB) are composed by
-:mod:`aovs.agent.tunnels`.
+Owners (named in :mod:`aovs.owners`): a bridge's base flows, the patch-port drops, a network's
+translation (br-int + its physical bridge, or br-tun's tunnel id -> local VLAN), a port's own
+flows (dead-port drop, or the firewall's port flows), the firewall's base and shared owners, and
+br-tun's tunnel, flood and FDB owners (from :mod:`aovs.agent.tunnels`, through
+:class:`TunnelFlows`). A bridge is a pipeline module with the same shape (base, network, port).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
-from aovs.firewall.base import BASE_OWNER, FilteredPort, FirewallDriver, OwnerKey
+from aovs.firewall.base import FilteredPort, FirewallDriver
 from aovs.firewall.base import SecurityGroupState as SecurityGroupState
 from aovs.model import NetworkSegment, PortDetails
 from aovs.openflow.flows import Flow
+from aovs.owners import (
+    FIREWALL_BASE_OWNER,
+    OwnerKey,
+    bridge_owner,
+    network_owner,
+    patch_owner,
+    port_owner,
+)
 from aovs.pipelines import br_int, br_phys, br_tun
 
 BridgeFlows = dict[str, frozenset[Flow]]
+Hosted = Mapping[str, tuple[NetworkSegment, int]]  # network id -> (segment, local VLAN)
 PHYSICAL_TYPES = frozenset({"vlan", "flat"})
 MAX_VLAN = 4094
-
-
-def bridge_owner(bridge: str) -> OwnerKey:
-    return ("bridge", bridge)
-
-
-def patch_owner(physnet: str) -> OwnerKey:
-    return ("patch", physnet)
-
-
-def network_owner(network_id: str) -> OwnerKey:
-    return ("network", network_id)
-
-
-def port_owner(iface_id: str) -> OwnerKey:
-    return ("port", iface_id)
-
-
-FIREWALL_BASE_OWNER: OwnerKey = BASE_OWNER
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,3 +192,95 @@ def firewall_shared_flows(
 ) -> dict[OwnerKey, BridgeFlows]:
     shared = firewall.shared_flows(ports, sgs)
     return {owner: {topology.integration_bridge: flows} for owner, flows in shared.items()}
+
+
+def firewall_owners(
+    firewall: FirewallDriver, ports: Mapping[str, FilteredPort], sgs: SecurityGroupState
+) -> dict[OwnerKey, frozenset[Flow]]:
+    """Every owner of the firewall driver's flows (all on br-int), for these ports (by iface
+    id): its base owner, one owner per port and its shared owners. Owners without flows are
+    left out (the agent holds nothing for them)."""
+    owners: dict[OwnerKey, frozenset[Flow]] = {FIREWALL_BASE_OWNER: firewall.base_flows()}
+    for iface_id, port in ports.items():
+        owners[port_owner(iface_id)] = firewall.port_flows(port, sgs)
+    owners.update(firewall.shared_flows(ports, sgs))
+    return {owner: flows for owner, flows in owners.items() if flows}
+
+
+def hosted_tunnel_networks(
+    networks: Mapping[str, NetworkSegment], local_vlans: Mapping[str, int]
+) -> dict[str, tuple[NetworkSegment, int]]:
+    """The tunnel networks this host holds a local VLAN for."""
+    hosted = {}
+    for network_id, vlan in local_vlans.items():
+        segment = networks.get(network_id)
+        if segment is not None and segment.is_tunnel:
+            hosted[network_id] = (segment, vlan)
+    return hosted
+
+
+class TunnelFlows(Protocol):
+    """br-tun's owners that follow tunnel endpoints and l2population
+    (:class:`aovs.agent.tunnels.TunnelState`)."""
+
+    def desired_owners(self, hosted: Hosted) -> Mapping[OwnerKey, BridgeFlows]:
+        """Every tunnel, flood and FDB owner's flows while this host holds ``hosted``."""
+        ...
+
+
+@dataclass(frozen=True)
+class DataplaneState:
+    """Everything the desired flows depend on, as the agent core holds it."""
+
+    topology: Topology
+    firewall: FirewallDriver
+    ports: Mapping[str, PortPlan]  # by iface id: every port with a valid ofport
+    networks: Mapping[str, NetworkSegment]  # by network id (those without a VLAN are ignored)
+    local_vlans: Mapping[str, int]  # network id -> local VLAN
+    security_groups: SecurityGroupState = field(
+        default_factory=lambda: SecurityGroupState(groups={})
+    )
+    tunnels: TunnelFlows | None = None  # with [agent] tunnel_types
+
+
+def desired_owners(state: DataplaneState) -> dict[OwnerKey, BridgeFlows]:
+    """Every owner's flows per bridge: the specification the agent core computes
+    incrementally (owners without flows are left out)."""
+    topology, firewall, sgs = state.topology, state.firewall, state.security_groups
+    owners: dict[OwnerKey, BridgeFlows] = bridge_flows(topology)
+    for network_id, vlan in state.local_vlans.items():
+        segment = state.networks.get(network_id)
+        if segment is not None:
+            owners[network_owner(network_id)] = network_flows(topology, segment, vlan)
+    filtered: dict[str, FilteredPort] = {}
+    for iface_id, port in state.ports.items():
+        filtered_port = port.filtered()
+        if filtered_port is None:  # dead (a wired port without details raises here)
+            owners[port_owner(iface_id)] = port_flows(topology, port, firewall, sgs)
+        else:  # its flows are the firewall's port owner (as port_flows composes them)
+            filtered[iface_id] = filtered_port
+    for owner, flows in firewall_owners(firewall, filtered, sgs).items():
+        owners[owner] = {topology.integration_bridge: flows}
+    if state.tunnels is not None:
+        hosted = hosted_tunnel_networks(state.networks, state.local_vlans)
+        owners.update(state.tunnels.desired_owners(hosted))
+    return {
+        owner: {bridge: flows for bridge, flows in by_bridge.items() if flows}
+        for owner, by_bridge in owners.items()
+        if any(by_bridge.values())
+    }
+
+
+def union(owners: Mapping[OwnerKey, BridgeFlows]) -> BridgeFlows:
+    """What the switch holds: every owner's flows per bridge (identical flows once)."""
+    flows: dict[str, set[Flow]] = {}
+    for by_bridge in owners.values():
+        for bridge, bridge_flows in by_bridge.items():
+            flows.setdefault(bridge, set()).update(bridge_flows)
+    return {bridge: frozenset(bridge_flows) for bridge, bridge_flows in flows.items()}
+
+
+def desired_flows(state: DataplaneState) -> BridgeFlows:
+    """Every bridge's complete desired flow set (what the reconciler diffs the switch against)."""
+    flows = union(desired_owners(state))
+    return {bridge: flows.get(bridge, frozenset()) for bridge in state.topology.bridges} | flows

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 STATUS_PROTOCOL_VERSION = 1
 
 
-class PortState(enum.StrEnum):
+class ReportedPortState(enum.StrEnum):
     """Where a VM port is in its life on this host, as the agent sees it.
 
     The first four are the agent's port phases (``aovs.agent.state.PortPhase``, same values):
@@ -46,7 +46,7 @@ class PortTransition(_Value):
     """One port changing state. ``seconds``: how long it took (e.g. appeared -> wired), if known."""
 
     iface_id: str
-    state: PortState
+    state: ReportedPortState
     at: float = Field(description="wall-clock time (unix seconds) of the transition")
     seconds: float | None = None
     ofport: int | None = None
@@ -57,7 +57,7 @@ class PortStatus(_Value):
     """A port's current state and its last transition."""
 
     iface_id: str
-    state: PortState
+    state: ReportedPortState
     ofport: int | None = None
     since: float = Field(description="wall-clock time of the last transition")
     last_seconds: float | None = Field(default=None, description="that transition's latency")

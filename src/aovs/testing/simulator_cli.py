@@ -11,8 +11,8 @@ from pathlib import Path
 import uvloop
 
 from aovs.rpc.errors import RpcError
-from aovs.rpc.simulator import NeutronServerSimulator
-from aovs.rpc.topology import Topology, TopologyError
+from aovs.testing.cloud import SimulatedCloud, SimulatedCloudError
+from aovs.testing.simulator import NeutronServerSimulator
 
 LOG = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ LOG = logging.getLogger(__name__)
 def run_simulate_server(topology_path: Path, transport_url: str, server_host: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        topology = Topology.load(topology_path)
-    except TopologyError as exc:
+        topology = SimulatedCloud.load(topology_path)
+    except SimulatedCloudError as exc:
         print(f"aovs simulate-server: {exc}", file=sys.stderr)
         return 2
     try:
@@ -32,7 +32,7 @@ def run_simulate_server(topology_path: Path, transport_url: str, server_host: st
     return 0
 
 
-async def _serve(topology: Topology, transport_url: str, server_host: str) -> None:
+async def _serve(topology: SimulatedCloud, transport_url: str, server_host: str) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

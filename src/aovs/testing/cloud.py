@@ -34,7 +34,7 @@ _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _NAMESPACE = uuid.UUID("6f1c1a8e-5d2e-4c1b-9a57-0a0b5e0d7a11")  # stable generated ids
 
 
-class TopologyError(ValueError):
+class SimulatedCloudError(ValueError):
     """The topology file is unusable; the message is one line naming the problem."""
 
 
@@ -42,14 +42,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Network(_Strict):
+class CloudNetwork(_Strict):
     network_type: Literal["vlan", "flat", "vxlan", "gre"]
     physical_network: str | None = None
     segmentation_id: int | None = Field(default=None, ge=0)
     mtu: int | None = Field(default=None, ge=68)
 
     @model_validator(mode="after")
-    def _check_segment(self) -> Network:
+    def _check_segment(self) -> CloudNetwork:
         if self.network_type in ("vlan", "flat") and not self.physical_network:
             raise ValueError(f"a {self.network_type} network needs physical_network")
         if self.network_type == "vlan" and not 1 <= (self.segmentation_id or 0) <= 4094:
@@ -65,7 +65,7 @@ class Network(_Strict):
         return {"vxlan": 1450, "gre": 1458}.get(self.network_type, 1500)
 
 
-class Rule(_Strict):
+class CloudRule(_Strict):
     direction: Literal["ingress", "egress"]
     ethertype: Literal["IPv4", "IPv6"] = "IPv4"
     protocol: str | int | None = None
@@ -80,11 +80,11 @@ class Rule(_Strict):
         return None if value is None else str(ipaddress.ip_network(value, strict=False))
 
 
-class SecurityGroup(_Strict):
-    rules: tuple[Rule, ...] = ()
+class CloudSecurityGroup(_Strict):
+    rules: tuple[CloudRule, ...] = ()
 
 
-class FixedIP(_Strict):
+class CloudFixedIP(_Strict):
     subnet_id: str | None = None
     ip_address: str
 
@@ -99,11 +99,11 @@ class AddressPair(_Strict):
     mac_address: str | None = None
 
 
-class Port(_Strict):
+class CloudPort(_Strict):
     port_id: str
     network_id: str
     mac_address: str
-    fixed_ips: tuple[FixedIP, ...] = ()
+    fixed_ips: tuple[CloudFixedIP, ...] = ()
     admin_state_up: bool = True
     port_security_enabled: bool = True
     security_groups: tuple[str, ...] = ()
@@ -119,7 +119,7 @@ class Port(_Strict):
         return value.lower()
 
 
-class Tunnel(_Strict):
+class CloudTunnel(_Strict):
     ip_address: str
     host: str | None = None
 
@@ -129,14 +129,14 @@ class Tunnel(_Strict):
         return str(ipaddress.ip_address(value))
 
 
-class Topology(_Strict):
-    networks: dict[str, Network] = {}
-    security_groups: dict[str, SecurityGroup] = {}
-    ports: tuple[Port, ...] = ()
-    tunnels: tuple[Tunnel, ...] = ()
+class SimulatedCloud(_Strict):
+    networks: dict[str, CloudNetwork] = {}
+    security_groups: dict[str, CloudSecurityGroup] = {}
+    ports: tuple[CloudPort, ...] = ()
+    tunnels: tuple[CloudTunnel, ...] = ()
 
     @model_validator(mode="after")
-    def _check_references(self) -> Topology:
+    def _check_references(self) -> SimulatedCloud:
         seen: set[str] = set()
         for port in self.ports:
             if port.port_id in seen:
@@ -156,18 +156,18 @@ class Topology(_Strict):
         return self
 
     @classmethod
-    def load(cls, path: Path | str) -> Topology:
+    def load(cls, path: Path | str) -> SimulatedCloud:
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except OSError as exc:
-            raise TopologyError(f"topology {path}: {exc.strerror or exc}") from None
+            raise SimulatedCloudError(f"topology {path}: {exc.strerror or exc}") from None
         except ValueError as exc:
-            raise TopologyError(f"topology {path}: not valid JSON: {exc}") from None
+            raise SimulatedCloudError(f"topology {path}: not valid JSON: {exc}") from None
         return cls.parse(data, source=str(path))
 
     @classmethod
-    def parse(cls, data: object, *, source: str = "topology") -> Topology:
+    def parse(cls, data: object, *, source: str = "topology") -> SimulatedCloud:
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
@@ -176,7 +176,7 @@ class Topology(_Strict):
                 f"{err['msg'].removeprefix('Value error, ')}"
                 for err in exc.errors()
             )
-            raise TopologyError(f"topology {source}: {problems}") from None
+            raise SimulatedCloudError(f"topology {source}: {problems}") from None
 
     @classmethod
     def generate(
@@ -188,35 +188,35 @@ class Topology(_Strict):
         security_groups: int = 4,
         tunnels: int = 3,
         physical_network: str = "physnet1",
-    ) -> Topology:
+    ) -> SimulatedCloud:
         """A deterministic big topology: ports spread over vlan/vxlan networks, each port in
         one security group shaped like neutron's default group plus ssh/icmp rules."""
         n_networks = networks or max(1, ports // 50)
-        nets: dict[str, Network] = {}
+        nets: dict[str, CloudNetwork] = {}
         for index in range(n_networks):
             kind = network_types[index % len(network_types)]
-            nets[_id("net", index)] = Network(
+            nets[_id("net", index)] = CloudNetwork(
                 network_type=kind,
                 physical_network=physical_network if kind == "vlan" else None,
                 segmentation_id=(100 + index) if kind == "vlan" else (1000 + index),
             )
-        groups: dict[str, SecurityGroup] = {}
+        groups: dict[str, CloudSecurityGroup] = {}
         for index in range(security_groups):
             sg_id = _id("sg", index)
-            groups[sg_id] = SecurityGroup(
+            groups[sg_id] = CloudSecurityGroup(
                 rules=(
-                    Rule(direction="egress", ethertype="IPv4"),
-                    Rule(direction="egress", ethertype="IPv6"),
-                    Rule(direction="ingress", ethertype="IPv4", remote_group_id=sg_id),
-                    Rule(direction="ingress", ethertype="IPv6", remote_group_id=sg_id),
-                    Rule(
+                    CloudRule(direction="egress", ethertype="IPv4"),
+                    CloudRule(direction="egress", ethertype="IPv6"),
+                    CloudRule(direction="ingress", ethertype="IPv4", remote_group_id=sg_id),
+                    CloudRule(direction="ingress", ethertype="IPv6", remote_group_id=sg_id),
+                    CloudRule(
                         direction="ingress",
                         protocol="tcp",
                         port_range_min=22,
                         port_range_max=22,
                         remote_ip_prefix="0.0.0.0/0",
                     ),
-                    Rule(direction="ingress", protocol="icmp", remote_ip_prefix="10.0.0.0/8"),
+                    CloudRule(direction="ingress", protocol="icmp", remote_ip_prefix="10.0.0.0/8"),
                 )
             )
         net_ids, sg_ids = list(nets), list(groups)
@@ -225,12 +225,12 @@ class Topology(_Strict):
             net_index = index % n_networks
             host_part = index // n_networks + 2
             port_list.append(
-                Port(
+                CloudPort(
                     port_id=_id("port", index),
                     network_id=net_ids[net_index],
                     mac_address="fa:16:3e:" + ":".join(f"{b:02x}" for b in index.to_bytes(3)),
                     fixed_ips=(
-                        FixedIP(
+                        CloudFixedIP(
                             subnet_id=_id("subnet", net_index),
                             ip_address=f"10.{net_index % 256}.{host_part // 256}.{host_part % 256}",
                         ),
@@ -239,7 +239,7 @@ class Topology(_Strict):
                 )
             )
         tunnel_list = tuple(
-            Tunnel(ip_address=f"192.0.2.{index + 1}", host=f"compute-{index + 1}")
+            CloudTunnel(ip_address=f"192.0.2.{index + 1}", host=f"compute-{index + 1}")
             for index in range(tunnels)
         )
         return cls(

@@ -5,19 +5,19 @@ from pathlib import Path
 
 import pytest
 
-from aovs.rpc.topology import Topology, TopologyError
+from aovs.testing.cloud import SimulatedCloud, SimulatedCloudError
 
 SAMPLES = sorted((Path(__file__).parents[3] / "config").glob("topology-*.json"))
 
 
 def test_generated_topology_is_valid_and_deterministic() -> None:
-    topo = Topology.generate(ports=120, networks=4, security_groups=3)
+    topo = SimulatedCloud.generate(ports=120, networks=4, security_groups=3)
     assert len(topo.ports) == 120 and len(topo.networks) == 4
     assert {n.network_type for n in topo.networks.values()} == {"vlan", "vxlan"}
     assert len({p.mac_address for p in topo.ports}) == 120
     assert len({p.fixed_ips[0].ip_address for p in topo.ports}) == 120
-    assert Topology.generate(ports=120, networks=4, security_groups=3) == topo
-    assert Topology.parse(json.loads(topo.to_json())) == topo
+    assert SimulatedCloud.generate(ports=120, networks=4, security_groups=3) == topo
+    assert SimulatedCloud.parse(json.loads(topo.to_json())) == topo
 
 
 @pytest.mark.parametrize(
@@ -35,21 +35,21 @@ def test_generated_topology_is_valid_and_deterministic() -> None:
     ],
 )  # fmt: skip
 def test_bad_topology_is_one_clear_error(data: object, message: str) -> None:
-    with pytest.raises(TopologyError, match=message) as info:
-        Topology.parse(data)
+    with pytest.raises(SimulatedCloudError, match=message) as info:
+        SimulatedCloud.parse(data)
     assert "\n" not in str(info.value)
 
 
 def test_missing_file_and_bad_json(tmp_path: Path) -> None:
-    with pytest.raises(TopologyError, match="No such file"):
-        Topology.load(tmp_path / "nope.json")
+    with pytest.raises(SimulatedCloudError, match="No such file"):
+        SimulatedCloud.load(tmp_path / "nope.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{")
-    with pytest.raises(TopologyError, match="not valid JSON"):
-        Topology.load(bad)
+    with pytest.raises(SimulatedCloudError, match="not valid JSON"):
+        SimulatedCloud.load(bad)
 
 
 def test_sample_topologies_load() -> None:
     assert SAMPLES, "config/topology-*.json samples are missing"
     for path in SAMPLES:
-        assert Topology.load(path).ports
+        assert SimulatedCloud.load(path).ports
