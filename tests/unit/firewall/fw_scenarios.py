@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from aovs.firewall import FilteredPort, SecurityGroupState
+from aovs.dataplane.compose import firewall_owners
+from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState
+from aovs.firewall.openvswitch import OVSFirewall
 from aovs.model import AllowedAddressPair, FixedIP, PortDetails, SecurityGroup, SecurityGroupRule
+from aovs.openflow.flows import Flow
+from aovs.owners import PORT, kind_of
 
 
 def rule(direction: str, **fields: object) -> SecurityGroupRule:
@@ -89,3 +93,36 @@ def scenario(n_ports: int = 12, zones: tuple[int, ...] = (5, 6)) -> tuple[
         for sg_id in sg:
             groups_by_sg[sg_id] += [f.ip_address for f in port.details.fixed_ips]
     return ports, SecurityGroupState({"web": WEB, "db": DB}, members(groups_by_sg))
+
+
+def recompute_dirty(
+    driver: OVSFirewall,
+    owned: Mapping[OwnerKey, frozenset[Flow]],
+    ports: Mapping[str, FilteredPort],
+    sgs: SecurityGroupState,
+    dirty: frozenset[OwnerKey],
+) -> dict[OwnerKey, frozenset[Flow]]:
+    """What the agent does: recompute only the dirty owners."""
+    result = dict(owned)
+    for owner in dirty:
+        if kind_of(owner) == PORT:
+            port = ports.get(owner[1])
+            result[owner] = driver.port_flows(port, sgs) if port else frozenset()
+    result.update(driver.shared_flows(ports, sgs, [o for o in dirty if kind_of(o) != PORT]))
+    return {owner: flows for owner, flows in result.items() if flows}
+
+
+def check_incremental(
+    before: tuple[dict[str, FilteredPort], SecurityGroupState],
+    after: tuple[dict[str, FilteredPort], SecurityGroupState],
+) -> tuple[frozenset[OwnerKey], set[Flow]]:
+    """Assert that recomputing the owners ``owners_for_change`` names equals a full recompute;
+    the dirty owners and the flows that changed."""
+    driver = OVSFirewall()
+    old = firewall_owners(driver, *before)
+    dirty = driver.owners_for_change(*before, *after)
+    incremental = recompute_dirty(driver, old, *after, dirty)
+    assert incremental == firewall_owners(OVSFirewall(), *after)
+    old_all: set[Flow] = set().union(*old.values())
+    new_all: set[Flow] = set().union(*incremental.values())
+    return dirty, old_all ^ new_all

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Mapping
 
 import pytest
-from fw_scenarios import DB, WEB, make_port, members, rule, scenario
+from fw_scenarios import DB, WEB, check_incremental, make_port, members, rule, scenario
 
 from aovs.dataplane.compose import firewall_owners
-from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState, load_driver, openvswitch
+from aovs.firewall import FilteredPort, SecurityGroupState, load_driver, openvswitch
 from aovs.firewall.conjunctions import ConjunctionIds
 from aovs.firewall.openvswitch import OVSFirewall
 from aovs.model import AllowedAddressPair, SecurityGroup
@@ -28,7 +27,7 @@ from aovs.openflow.flows import (
     ct_state,
     vid,
 )
-from aovs.owners import MEMBER, PORT, kind_of, member_owner, port_owner
+from aovs.owners import MEMBER, kind_of, member_owner, port_owner
 
 EST = ct_state("+est-rel-rpl")
 NEW = ct_state("+new-est")
@@ -136,38 +135,6 @@ def test_member_flows_are_one_set_per_member_not_per_port() -> None:
         assert len(flows) <= 2 * 4  # est + new per priority level
 
 
-def _apply(
-    driver: OVSFirewall,
-    owned: Mapping[OwnerKey, frozenset[Flow]],
-    ports: Mapping[str, FilteredPort],
-    sgs: SecurityGroupState,
-    dirty: frozenset[OwnerKey],
-) -> dict[OwnerKey, frozenset[Flow]]:
-    """What the agent does: recompute only the dirty owners."""
-    result = dict(owned)
-    shared_dirty = [o for o in dirty if kind_of(o) != PORT]
-    for owner in dirty:
-        if kind_of(owner) == PORT:
-            port = ports.get(owner[1])
-            result[owner] = driver.port_flows(port, sgs) if port else frozenset()
-    result.update(driver.shared_flows(ports, sgs, shared_dirty))
-    return {owner: flows for owner, flows in result.items() if flows}
-
-
-def _check_incremental(
-    before: tuple[dict[str, FilteredPort], SecurityGroupState],
-    after: tuple[dict[str, FilteredPort], SecurityGroupState],
-) -> tuple[frozenset[OwnerKey], set[Flow]]:
-    driver = OVSFirewall()
-    old = firewall_owners(driver, *before)
-    dirty = driver.owners_for_change(*before, *after)
-    incremental = _apply(driver, old, after[0], after[1], dirty)
-    assert incremental == firewall_owners(OVSFirewall(), *after)
-    old_all = set().union(*old.values())
-    new_all = set().union(*incremental.values())
-    return dirty, old_all ^ new_all
-
-
 def test_member_join_touches_a_constant_number_of_flows() -> None:
     """Joining a group changes 2 flows per (zone, direction, ethertype) referencing it,
     whether 10 or 120 ports use the rule."""
@@ -177,7 +144,7 @@ def test_member_join_touches_a_constant_number_of_flows() -> None:
         joined = {**sgs.members, "web": {**sgs.members["web"],
                   "IPv4": sgs.members["web"]["IPv4"] | {"10.5.200.1"}}}  # fmt: skip
         after = SecurityGroupState(sgs.groups, joined)
-        dirty, changed = _check_incremental((ports, sgs), (ports, after))
+        dirty, changed = check_incremental((ports, sgs), (ports, after))
         assert dirty == {member_owner(5, "ingress", "IPv4", "10.5.200.1")}
         changed_counts.append(len(changed))
     assert changed_counts[0] == changed_counts[1] == 2
@@ -188,7 +155,7 @@ def test_member_leave_and_zone_separation() -> None:
     gone = next(iter(sgs.members["web"]["IPv4"]))
     left = {**sgs.members, "web": {**sgs.members["web"],
             "IPv4": sgs.members["web"]["IPv4"] - {gone}}}  # fmt: skip
-    dirty, changed = _check_incremental((ports, sgs), (ports, SecurityGroupState(sgs.groups, left)))
+    dirty, changed = check_incremental((ports, sgs), (ports, SecurityGroupState(sgs.groups, left)))
     assert {o[1] for o in dirty} == {"5", "6"}  # the member flows exist once per zone
     assert all(o[4] == gone for o in dirty)
     assert changed and all(f.match.get("ipv4_src") == gone for f in changed)
@@ -200,7 +167,7 @@ def test_rule_update_changes_only_the_affected_flows() -> None:
                                     port_range_max=54, remote_ip_prefix="10.0.0.0/8"))  # fmt: skip
     after = SecurityGroupState({**sgs.groups, "db": DB.model_copy(update={"rules": db_rules})},
                                sgs.members)  # fmt: skip
-    dirty, changed = _check_incremental((ports, sgs), (ports, after))
+    dirty, changed = check_incremental((ports, sgs), (ports, after))
     db_ports = {port_owner(i) for i, p in ports.items() if "db" in p.details.security_groups}
     assert dirty == db_ports  # no member owner: conjunction ids did not move
     assert {f.match.get("reg5") for f in changed} == {ports[o[1]].ofport for o in db_ports}
@@ -234,7 +201,7 @@ def test_incremental_changes_match_full_recompute() -> None:
             "IPv4": sgs.members["web"]["IPv4"], "IPv6": frozenset({"fd00::1234"})}})),
     ]  # fmt: skip
     for after in changes:
-        _check_incremental((ports, sgs), after)
+        check_incremental((ports, sgs), after)
 
 
 def test_a_reboot_dirties_only_the_rebooted_port(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -265,8 +232,8 @@ def test_a_reboot_dirties_only_the_rebooted_port(monkeypatch: pytest.MonkeyPatch
         assert walks
 
     for after, _ in [*cases, (arrived, set())]:
-        _check_incremental((ports, sgs), (after, sgs))  # restricted == full recompute
-    _, changed = _check_incremental((ports, sgs), (rebooted, sgs))
+        check_incremental((ports, sgs), (after, sgs))  # restricted == full recompute
+    _, changed = check_incremental((ports, sgs), (rebooted, sgs))
     assert changed and all({port.ofport, port.ofport + 100} & _ports_in(f) for f in changed)
 
 

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Mapping
 
 import pytest
-from fw_scenarios import DB, WEB, make_port, rule, scenario
+from fw_scenarios import DB, WEB, check_incremental, make_port, rule, scenario
 
 from aovs.dataplane.compose import firewall_owners
-from aovs.firewall import FilteredPort, OwnerKey, SecurityGroupState
+from aovs.firewall import FilteredPort, SecurityGroupState
 from aovs.firewall.openvswitch import OVSFirewall
 from aovs.firewall.stateless import group_is_stateless, is_stateless
 from aovs.model import AllowedAddressPair, SecurityGroup
@@ -243,34 +242,6 @@ def test_trusted_ports_are_unaffected() -> None:
 
 
 # -- incremental recomputation ---------------------------------------------------------------
-def _apply(
-    driver: OVSFirewall,
-    owned: Mapping[OwnerKey, frozenset[Flow]],
-    ports: Mapping[str, FilteredPort],
-    sgs: SecurityGroupState,
-    dirty: frozenset[OwnerKey],
-) -> dict[OwnerKey, frozenset[Flow]]:
-    """What the agent does: recompute only the dirty owners."""
-    result = dict(owned)
-    for owner in dirty:
-        if kind_of(owner) == PORT:
-            port = ports.get(owner[1])
-            result[owner] = driver.port_flows(port, sgs) if port else frozenset()
-    result.update(driver.shared_flows(ports, sgs, [o for o in dirty if kind_of(o) != PORT]))
-    return {owner: flows for owner, flows in result.items() if flows}
-
-
-def _check_incremental(
-    before: tuple[dict[str, FilteredPort], SecurityGroupState],
-    after: tuple[dict[str, FilteredPort], SecurityGroupState],
-) -> frozenset[OwnerKey]:
-    driver = OVSFirewall()
-    old = firewall_owners(driver, *before)
-    dirty = driver.owners_for_change(*before, *after)
-    assert _apply(driver, old, *after, dirty) == firewall_owners(OVSFirewall(), *after)
-    return dirty
-
-
 def _with(sgs: SecurityGroupState, *groups: SecurityGroup) -> SecurityGroupState:
     return SecurityGroupState({**sgs.groups, **{g.id: g for g in groups}}, sgs.members)
 
@@ -280,19 +251,19 @@ def test_switching_a_group_stateless_and_back_equals_a_full_recompute() -> None:
     web_ports = {port_owner(i) for i, p in ports.items() if "web" in p.details.security_groups}
     db_ports = {port_owner(i) for i, p in ports.items() if "db" in p.details.security_groups}
     flipped = _with(sgs, stateless(WEB))
-    dirty = _check_incremental((ports, sgs), (ports, flipped))
+    dirty, _ = check_incremental((ports, sgs), (ports, flipped))
     # every port using web (ports in web and db too: their db rules become stateless)
     assert {o for o in dirty if kind_of(o) == PORT} == web_ports
     assert {o for o in dirty if kind_of(o) == MEMBER}  # the conjunction ids moved
-    _check_incremental((ports, flipped), (ports, sgs))
+    check_incremental((ports, flipped), (ports, sgs))
     # both groups, one after the other, and a rule-level flag
     both = _with(flipped, stateless(DB))
-    assert {o for o in _check_incremental((ports, flipped), (ports, both))
-            if kind_of(o) == PORT} == db_ports  # fmt: skip
+    dirty, _ = check_incremental((ports, flipped), (ports, both))
+    assert {o for o in dirty if kind_of(o) == PORT} == db_ports
     ssh_only = DB.model_copy(update={"rules": tuple(
         r.model_copy(update={"stateful": False}) for r in DB.rules)})  # fmt: skip
-    _check_incremental((ports, sgs), (ports, _with(sgs, ssh_only)))
-    _check_incremental((ports, both), (ports, sgs))
+    check_incremental((ports, sgs), (ports, _with(sgs, ssh_only)))
+    check_incremental((ports, both), (ports, sgs))
 
 
 def test_ports_and_members_changing_around_stateless_groups() -> None:
@@ -312,8 +283,8 @@ def test_ports_and_members_changing_around_stateless_groups() -> None:
         ({**ports, "port-3": make_port(3, ("open", "web"), vlan=6)}, open_sgs),
     ]  # fmt: skip
     for after in changes:
-        _check_incremental((ports, sgs), after)
-    dirty = _check_incremental((ports, sgs), (ports, grown))
+        check_incremental((ports, sgs), after)
+    dirty, _ = check_incremental((ports, sgs), (ports, grown))
     assert dirty == {member_owner(z, "ingress", "IPv4", "10.5.200.1") for z in (5, 6)}
 
 
