@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_tunnels_dataplane import action_tokens, datapath_actions
 
 from aovs.firewall import FilteredPort, SecurityGroupState, load_driver
 from aovs.model import AllowedAddressPair, FixedIP, PortDetails, SecurityGroup, SecurityGroupRule
@@ -116,17 +117,7 @@ class Bridge:
         for states in ct_next:
             args += ["--ct-next", states]
         out = self.sandbox.appctl(*args)
-        lines = [ln for ln in out.splitlines() if ln.startswith("Datapath actions:")]
-        assert lines, out
-        actions = lines[-1].split(":", 1)[1].strip()
-        depth, token, tokens = 0, "", []
-        for char in actions + ",":
-            if char == "," and depth == 0:
-                tokens.append(token.strip())
-                token = ""
-                continue
-            depth += (char == "(") - (char == ")")
-            token += char
+        tokens = action_tokens(datapath_actions(out))
         by_odp = {odp: ofport for ofport, odp in self.odp.items()}
         outputs = {by_odp[int(t)] for t in tokens if t.isdigit()}
         return outputs or None

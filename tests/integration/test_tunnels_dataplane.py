@@ -82,6 +82,19 @@ def datapath_actions(text: str) -> str:
     return lines[-1]
 
 
+def action_tokens(actions: str) -> list[str]:
+    """A "Datapath actions: ..." line's actions, split at the commas outside parentheses."""
+    tokens, depth, token = [], 0, ""
+    for char in actions.split(":", 1)[1].strip() + ",":
+        if char == "," and depth == 0:
+            tokens.append(token.strip())
+            token = ""
+            continue
+        depth += (char == "(") - (char == ")")
+        token += char
+    return tokens
+
+
 def dp_port(sandbox: OVSSandbox, name: str) -> str:
     """A port's datapath number (what "Datapath actions" output to)."""
     found = re.search(rf"^\s+{name} \d+/(\d+):", sandbox.appctl("dpif/show"), re.MULTILINE)

@@ -37,6 +37,7 @@ from aovs.rpc import events as rpc_events
 # the overlay integration tests' trace helpers (tests/integration is not a package)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from test_tunnels_dataplane import (
+    action_tokens,
     datapath_actions,
     dp_port,
     tunnel_ports,
@@ -217,14 +218,7 @@ def tunnelled_to(actions: str, vni: int, src: Hypervisor, dst: Hypervisor) -> bo
 def outputs(actions: str) -> list[tuple[int, int | None]]:
     """The datapath ports "Datapath actions: ..." output to, each with the VLAN id the frame
     carries there (None: untagged; the traced frame starts untagged)."""
-    tokens, depth, token = [], 0, ""
-    for char in actions.split(":", 1)[1].strip() + ",":
-        if char == "," and depth == 0:
-            tokens.append(token.strip())
-            token = ""
-            continue
-        depth += (char == "(") - (char == ")")
-        token += char
+    tokens = action_tokens(actions)
     vlan: int | None = None
     sent = []
     for token in tokens:
