@@ -768,16 +768,14 @@ def started_server(keep: bool) -> Iterator[Any]:
     # debug logging off, as in production (with it the server logs every object it returns);
     # no port quota (neutron's default is 500 per project)
     config = {"DEFAULT": {"debug": False}, "quotas": {"quota_port": -1}}
-    server = module.NeutronServer(
+    with module.NeutronServer(
         neutron_venv(), keep=keep, extra_config=config, start_timeout=START_TIMEOUT
-    )
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if keep:
-            print(f"server directory: {server.directory}", file=sys.stderr)
+    ) as server:
+        try:
+            yield server
+        finally:
+            if keep:
+                print(f"server directory: {server.directory}", file=sys.stderr)
 
 
 def main() -> int:

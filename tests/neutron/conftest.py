@@ -55,14 +55,12 @@ def neutron_server() -> Iterator[NeutronServer]:
 
     ``AOVS_NEUTRON_KEEP=1`` keeps its directory (configs, logs) for a look afterwards."""
     keep = os.environ.get("AOVS_NEUTRON_KEEP", "") not in ("", "0")
-    server = NeutronServer(installed_venv(), keep=keep)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if keep:
-            print(f"\nneutron-server's directory (logs, config): {server.directory}")
+    with NeutronServer(installed_venv(), keep=keep) as server:
+        try:
+            yield server
+        finally:
+            if keep:
+                print(f"\nneutron-server's directory (logs, config): {server.directory}")
 
 
 @pytest.fixture
