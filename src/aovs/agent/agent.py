@@ -66,6 +66,7 @@ from aovs.ovsdb import (
     flow_restore_wait,
 )
 from aovs.ovsdb.rows import EventKind
+from aovs.ovsdb.transaction import Select, SelectedRows
 from aovs.ovsdb.views import AGENT_MONITOR
 from aovs.pipelines import tables
 from aovs.rpc import events as rpc_events
@@ -436,11 +437,11 @@ class Agent:
     async def _read_capabilities(self) -> None:
         """The datapath and interface types this OVS supports (reported to the server: nova
         plugs vhost-user on netdev hosts only when the agent says OVS can)."""
-        select = {"op": "select", "table": "Open_vSwitch", "where": [],
-                  "columns": ["datapath_types", "iface_types"]}  # fmt: skip
+        select = Select("Open_vSwitch", (), ("datapath_types", "iface_types"))
         try:
-            (result,) = await self.ovsdb.transact_ops([select], timeout=30.0)
-            rows = result.get("rows", [])
+            (result,) = await self.ovsdb.transact_ops([select.op()], timeout=30.0)
+            selected = SelectedRows(self.ovsdb.schema, {select.key: result.get("rows", [])})
+            rows = selected.rows(select)
             self._capabilities = ovs_capabilities(rows[0] if rows else {})
         except (OVSDBError, TimeoutError) as exc:
             LOG.warning("OVS capabilities unread; reporting none", extra={"error": exc})

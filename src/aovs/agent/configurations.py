@@ -23,9 +23,9 @@ HYBRID_PLUG_DRIVERS = frozenset({"iptables_hybrid", "hybrid"})
 
 
 def ovs_capabilities(open_vswitch_row: Mapping[str, Any]) -> dict[str, list[str]]:
-    """``{"datapath_types": [...], "iface_types": [...]}`` from the Open_vSwitch row."""
+    """``{"datapath_types": [...], "iface_types": [...]}`` from the (decoded) Open_vSwitch row."""
     return {
-        key: sorted(str(v) for v in _values(open_vswitch_row.get(key)))
+        key: sorted(str(v) for v in open_vswitch_row.get(key, ()))
         for key in ("datapath_types", "iface_types")
     }
 
@@ -63,12 +63,3 @@ def reported_configurations(
         "in_distributed_mode": False,
         "firewall_driver": firewall_driver,
     }
-
-
-def _values(datum: Any) -> list[Any]:
-    """An OVSDB set column as a list (["set", [...]] or a lone atom)."""
-    if isinstance(datum, list) and len(datum) == 2 and datum[0] == "set":
-        return list(datum[1])
-    if datum is None or datum == []:
-        return []
-    return [datum]

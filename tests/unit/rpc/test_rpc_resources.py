@@ -80,7 +80,7 @@ def test_reported_configurations_carry_every_key_neutrons_agent_sends() -> None:
          "agent": {"tunnel_types": ["vxlan"], "l2_population": True, "arp_responder": True}}
     )  # fmt: skip
     caps = ovs_capabilities(
-        {"datapath_types": ["set", ["netdev", "system"]], "iface_types": ["set", ["vxlan"]]}
+        {"datapath_types": frozenset({"system", "netdev"}), "iface_types": frozenset({"vxlan"})}
     )
     reported = reported_configurations(config, firewall_driver="openvswitch", capabilities=caps)
     neutron_29_keys = {
