@@ -346,15 +346,8 @@ class AgentCore:
     def binding_deactivated(self, iface_id: str, now: float) -> None:
         """Live migration: the port's active binding moved to another host; unwire it here
         (dead VLAN + drop) until a binding on this host is activated again."""
-        if not self.is_local(iface_id):
-            return
-        self.details.pop(iface_id, None)
-        self.details_fetch.forget([iface_id])
-        self.refusals[iface_id] = (PortPhase.DEAD, BINDING_DEACTIVATED)
-        self._state_changed = True
-        port = self.ports.get(iface_id)
-        if port is not None:
-            self._evaluate(port, now)
+        if self.is_local(iface_id):
+            self._refuse(iface_id, BINDING_DEACTIVATED, now)
 
     def address_group_changed(
         self,
@@ -393,11 +386,14 @@ class AgentCore:
         self._state_changed = True
 
     def port_deleted(self, iface_id: str, now: float) -> None:
-        if not self.is_local(iface_id):
-            return
+        if self.is_local(iface_id):
+            self._refuse(iface_id, "deleted in neutron", now)
+
+    def _refuse(self, iface_id: str, reason: str, now: float) -> None:
+        """Forget the port's details and keep it DEAD for ``reason`` (no more asking)."""
         self.details.pop(iface_id, None)
         self.details_fetch.forget([iface_id])
-        self.refusals[iface_id] = (PortPhase.DEAD, "deleted in neutron")
+        self.refusals[iface_id] = (PortPhase.DEAD, reason)
         self._state_changed = True
         port = self.ports.get(iface_id)
         if port is not None:
