@@ -47,6 +47,9 @@ class OVSSection(_Section):
     tun_peer_patch_port: str = "patch-int"
     vxlan_udp_port: int = Field(default=4789, ge=1, le=65535)
     vhostuser_socket_dir: Path = Path("/var/run/openvswitch")  # reported to the server for nova
+    # aovs: Port.tag / other_config are written this long after a port's flows, batched (each
+    # write makes ovs-vswitchd reconfigure every port; nothing forwards by them)
+    port_metadata_delay: float = Field(default=5.0, ge=0)
 
     @field_validator("bridge_mappings", mode="before")
     @classmethod

@@ -13,7 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,16 +89,22 @@ class OVSSandbox:
         return env
 
     def agent_config(
-        self, transport_url: str, state_path: Path, *, host: str, **agent: Any
+        self,
+        transport_url: str,
+        state_path: Path,
+        *,
+        host: str,
+        ovs: Mapping[str, Any] | None = None,
+        **agent: Any,
     ) -> AgentConfig:
         """An agent on this sandbox: dummy datapath, physnet1 on br-phys, no state reports;
-        ``agent`` adds or overrides ``[agent]`` options."""
+        ``agent`` adds or overrides ``[agent]`` options, ``ovs`` ``[ovs]`` ones."""
         return AgentConfig.model_validate(
             {
                 "host": host,
                 "transport_url": transport_url,
                 "ovs": {"ovsdb_connection": self.ovsdb_connection, "datapath_type": "dummy",
-                        "bridge_mappings": ["physnet1:br-phys"]},
+                        "bridge_mappings": ["physnet1:br-phys"], **(ovs or {})},
                 "agent": {"state_path": str(state_path), "report_interval": 0, **agent},
             }
         )  # fmt: skip

@@ -30,6 +30,7 @@ VLAN_NET = "net-vlan"
 FLAT_NET = "net-flat"
 SEGMENTATION_ID = 101
 SG = "sg-web"
+PORT_METADATA_DELAY = 0.2  # [ovs] port_metadata_delay: tests read Port.tag soon after wiring
 
 
 def port_id(index: int) -> str:
@@ -80,8 +81,16 @@ def agent_config(
     sandbox: OVSSandbox, transport_url: str, state_path: Path, **agent: Any
 ) -> AgentConfig:
     return sandbox.agent_config(transport_url, state_path, host="compute-test",
+                                ovs={"port_metadata_delay": PORT_METADATA_DELAY},
                                 rpc_response_timeout=2.0, rpc_response_max_timeout=4.0,
                                 **agent)  # fmt: skip
+
+
+async def port_tag(sandbox: OVSSandbox, name: str, within: float = 10.0) -> int:
+    """The Port row's tag, once the agent has written it (lazily: PORT_METADATA_DELAY)."""
+    await wait_until(lambda: sandbox.vsctl("get", "Port", name, "tag").strip().isdigit(),
+                     within, f"Port {name}'s tag")  # fmt: skip
+    return int(sandbox.vsctl("get", "Port", name, "tag"))
 
 
 def plug(sandbox: OVSSandbox, indexes: range | list[int]) -> None:

@@ -1,8 +1,9 @@
 """The openvswitch and noop drivers' flows in a real OVS: ofproto/trace verdicts per packet.
 
-Until the agent installs flows, the test plays its part: a br-int-like bridge with VLAN-tagged
-VM ports, a minimal br-int base (table 0 -> 60, table 60 NORMAL), the driver's flows rendered as
-ovs-ofctl text and installed in one bundle.
+The test plays the agent's part: a br-int-like bridge whose VM ports keep os-vif's dead tag
+4095 (aovs' br-int forwards by its flows, never by Port.tag), br-int's own flows for one local
+VLAN with an uplink (base + switching, as the agent composes them), and the driver's flows, all
+rendered as ovs-ofctl text and installed in one bundle.
 """
 
 from __future__ import annotations
@@ -17,18 +18,19 @@ from pathlib import Path
 import pytest
 from test_tunnels_dataplane import action_tokens, datapath_actions
 
+from aovs.dataplane import compose
 from aovs.firewall import FilteredPort, SecurityGroupState, load_driver
 from aovs.model import AllowedAddressPair, FixedIP, PortDetails, SecurityGroup, SecurityGroupRule
-from aovs.openflow.flows import Flow, GotoTable, Match, normal
+from aovs.openflow.flows import Flow
 from aovs.openflow.ofctl_text import to_ofctl
-from aovs.pipelines.tables import LOCAL_SWITCHING, TRANSIENT_TABLE
+from aovs.pipelines import br_int
 from aovs.sandbox import OVSSandbox
 
 pytestmark = pytest.mark.integration
 
 VLAN = 5
-UPLINK = 9  # trunk port standing for the rest of the network (tagged VLAN 5)
-LOCAL = 65534  # the bridge's own port: a trunk too, so NORMAL floods to it
+UPLINK = 9  # a patch port standing for the rest of the network (tagged VLAN 5)
+DEAD_TAG = 4095  # what os-vif's isolate_vif leaves on a VM port
 VM1, VM2, VM3, VM4 = 1, 2, 3, 4
 MAC = {VM1: "fa:16:3e:00:00:01", VM2: "fa:16:3e:00:00:02", VM3: "fa:16:3e:00:00:03",
        VM4: "fa:16:3e:00:00:04"}  # fmt: skip
@@ -81,17 +83,20 @@ PORTS = {
     "vm3": port(VM3, ("other",)),
     "vm4": port(VM4, (), security=False),
 }
-BR_INT_BASE = frozenset(
-    {
-        Flow(LOCAL_SWITCHING, 0, Match(), (GotoTable(TRANSIENT_TABLE),)),
-        Flow(TRANSIENT_TABLE, 3, Match(), (normal(),)),
-    }
-)
+
+
+def br_int_flows(ports: dict[str, FilteredPort]) -> frozenset[Flow]:
+    """br-int's own flows for these ports on VLAN 5, UPLINK its uplink (as the agent has them)."""
+    flows = set(br_int.base_flows()) | {br_int.uplink_flow(UPLINK)}
+    for filtered in ports.values():
+        flows |= compose.switching(filtered)
+    members = [compose.local_port(filtered) for filtered in ports.values()]
+    return frozenset(flows | br_int.local_vlan_flows(VLAN, UPLINK, members))
 
 
 def all_flows(driver_name: str, sgs: SecurityGroupState = SGS) -> frozenset[Flow]:
     driver = load_driver(driver_name)
-    flows = set(BR_INT_BASE | driver.base_flows())
+    flows = set(br_int_flows(PORTS) | driver.base_flows())
     for filtered in PORTS.values():
         flows |= driver.port_flows(filtered, sgs)
     for owned in driver.shared_flows(PORTS, sgs).values():
@@ -129,7 +134,7 @@ def bridge(ovs_sandbox: OVSSandbox, tmp_path: Path) -> Iterator[Bridge]:
     args = ["add-br", name, "--", "set", "Bridge", name, "datapath_type=dummy",
             "protocols=OpenFlow13", "fail-mode=secure"]  # fmt: skip
     for ofport in (VM1, VM2, VM3, VM4):
-        args += ["--", "add-port", name, f"fwvm{ofport}", f"tag={VLAN}",
+        args += ["--", "add-port", name, f"fwvm{ofport}", f"tag={DEAD_TAG}",
                  "--", "set", "Interface", f"fwvm{ofport}", "type=dummy",
                  f"ofport_request={ofport}"]  # fmt: skip
     args += ["--", "add-port", name, "fwup", "--", "set", "Interface", "fwup", "type=dummy",
@@ -160,7 +165,10 @@ def from_outside(dst: int, l4: str, src_ip: str = OUTSIDE_IP) -> str:
 
 NEW = ("trk,new",)
 EST_REPLY = ("trk,est,rpl",)
-FLOOD_FROM_VM1 = {VM2, VM3, VM4, UPLINK, LOCAL}
+FLOOD_FROM_VM1 = {VM2, VM3, VM4, UPLINK}  # broadcast, multicast: the VLAN's ports + uplink
+# unicast to a MAC no local port owns: the uplink, and VM4 (port security off: it may own MACs
+# nobody told us); NORMAL flooded it to every port until it had learnt the MAC
+UNKNOWN_FROM_VM1 = {VM4, UPLINK}
 
 # (what, packet, ct states for the recirculations, expected output ofports or None = drop)
 MATRIX: list[tuple[str, str, tuple[str, ...], set[int] | None]] = [
@@ -177,10 +185,12 @@ MATRIX: list[tuple[str, str, tuple[str, ...], set[int] | None]] = [
     ("ingress tcp/22 from a local port (its egress + our ingress)",
      ip_from(VM3, IP[VM1], MAC[VM1], "tcp,tp_dst=22"), NEW, {VM1}),
     ("egress tcp/80 from own MAC/IP", ip_from(VM1, "8.8.8.8", OUTSIDE_MAC, "tcp,tp_dst=80"),
-     NEW, FLOOD_FROM_VM1),
+     NEW, UNKNOWN_FROM_VM1),
     ("egress from an allowed address pair",
      ip_from(VM1, "8.8.8.8", OUTSIDE_MAC, "tcp,tp_dst=80", src_ip="10.0.0.200"),
-     NEW, FLOOD_FROM_VM1),
+     NEW, UNKNOWN_FROM_VM1),
+    ("egress to a local port's MAC reaches that port only",
+     ip_from(VM1, IP[VM4], MAC[VM4], "tcp,tp_dst=80"), NEW, {VM4}),
     ("egress with spoofed source IP",
      ip_from(VM1, "8.8.8.8", OUTSIDE_MAC, "tcp,tp_dst=80", src_ip="10.0.0.50"), NEW, None),
     ("egress with spoofed source MAC",
@@ -221,7 +231,10 @@ MATRIX: list[tuple[str, str, tuple[str, ...], set[int] | None]] = [
      f"dl_dst={MAC[VM1]},arp,arp_op=1,arp_spa={OUTSIDE_IP},arp_tpa={IP[VM1]}", (), {VM1}),
     ("port security off: spoofed source passes",
      f"in_port={VM4},dl_src=fa:16:3e:00:00:66,dl_dst={OUTSIDE_MAC},tcp,nw_src=1.2.3.4,"
-     "nw_dst=8.8.8.8,tp_dst=80", NEW, {VM1, VM2, VM3, UPLINK, LOCAL}),
+     "nw_dst=8.8.8.8,tp_dst=80", NEW, {UPLINK}),
+    ("a VM's VLAN-tagged frame is dropped (as NORMAL drops it on an access port)",
+     f"in_port={VM4},dl_vlan=7,dl_src={MAC[VM4]},dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=1,"
+     f"arp_spa={IP[VM4]},arp_tpa={IP[VM2]}", (), None),
 ]  # fmt: skip
 
 
@@ -250,7 +263,7 @@ NOOP_MATRIX: list[tuple[str, str, set[int] | None]] = [
                                       src_mac="fa:16:3e:00:00:66"), None),
     ("any IP from own MAC (no filtering)", ip_from(VM1, "8.8.8.8", OUTSIDE_MAC,
                                                    "tcp,tp_dst=80", src_ip="1.2.3.4"),
-     FLOOD_FROM_VM1),
+     UNKNOWN_FROM_VM1),
     ("NA for a foreign target",
      f"in_port={VM1},dl_src={MAC[VM1]},dl_dst=33:33:00:00:00:01,icmp6,ipv6_src={VM1_LLA},"
      "ipv6_dst=ff02::1,icmpv6_type=136,nd_target=fe80::2", None),
@@ -259,10 +272,9 @@ NOOP_MATRIX: list[tuple[str, str, set[int] | None]] = [
      f"ipv6_dst=ff02::1,icmpv6_type=136,nd_target={VM1_LLA}", FLOOD_FROM_VM1),
     ("port security off: spoofed ARP passes",
      f"in_port={VM4},dl_src=fa:16:3e:00:00:66,dl_dst=ff:ff:ff:ff:ff:ff,arp,arp_op=2,"
-     f"arp_spa={IP[VM2]},arp_tpa={IP[VM3]}", {VM1, VM2, VM3, UPLINK, LOCAL}),
-    # NORMAL has learnt no MAC in a trace: it floods, to VM1 among others (not filtered)
-    ("ingress is not filtered", from_outside(VM1, "udp,udp_dst=53"),
-     {VM1, VM2, VM3, VM4, LOCAL}),
+     f"arp_spa={IP[VM2]},arp_tpa={IP[VM3]}", {VM1, VM2, VM3, UPLINK}),
+    ("ingress is not filtered, and goes to the MAC's port only",
+     from_outside(VM1, "udp,udp_dst=53"), {VM1}),
 ]  # fmt: skip
 
 

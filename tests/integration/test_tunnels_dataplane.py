@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_world import ofport, running_agent, simulator, wait_until
+from agent_world import PORT_METADATA_DELAY, ofport, port_tag, running_agent, simulator, wait_until
 
 from aovs.agent.agent import Agent
 from aovs.agent.tunnels import tunnel_port_name
@@ -58,7 +58,7 @@ def config(sandbox: OVSSandbox, url: str, host: str, local_ip: str, **agent: Any
             "host": host,
             "transport_url": url,
             "ovs": {"ovsdb_connection": sandbox.ovsdb_connection, "datapath_type": "dummy",
-                    "local_ip": local_ip},
+                    "local_ip": local_ip, "port_metadata_delay": PORT_METADATA_DELAY},
             "agent": {"state_path": state, "report_interval": 0, "tunnel_types": ["vxlan", "gre"],
                       "rpc_response_timeout": 2.0, "rpc_response_max_timeout": 4.0, **agent},
             "securitygroup": {"enable_security_group": False},
@@ -116,10 +116,6 @@ def gre(ip: str) -> str:
     name = tunnel_port_name("gre", ip)
     assert name is not None
     return name
-
-
-def local_vlan(sandbox: OVSSandbox, tap: str) -> int:
-    return int(sandbox.vsctl("get", "Port", tap, "tag"))
 
 
 def tunnel_sandbox(prefix: str) -> Iterator[OVSSandbox]:
@@ -188,7 +184,7 @@ async def test_two_hosts_flood_over_vxlan_and_gre_and_receive_on_the_local_vlan(
         assert f"tun_id=0x{VNI:x}" not in gre_out  # networks do not leak into each other
 
         # from B's tunnel with the VNI: onto the VM's local VLAN, out to the VM only
-        vlan = local_vlan(a, "tapa")
+        vlan = await port_tag(a, "tapa")
         inbound = trace(a, "br-tun", f"in_port={ofport(a, vx(IP_B))},tun_id={VNI},"
                                      f"tun_src={IP_B},tun_dst={IP_A},"
                                      f"dl_src={VM_B[1]},dl_dst={VM_A[1]}")  # fmt: skip

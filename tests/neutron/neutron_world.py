@@ -39,6 +39,7 @@ NEUTRON_CONFIGURATION_KEYS = frozenset({
     "baremetal_smartnic", "devices", "in_distributed_mode",
 })  # fmt: skip
 PHYSICAL_BRIDGE = "br-phys"  # physnet1's bridge
+PORT_METADATA_DELAY = 0.5  # [ovs] port_metadata_delay (default 5 s): tests read Port.tag
 # one loopback address per simulated hypervisor, by host name (never a non-loopback one)
 LOCAL_IPS = {"host-a": "127.0.0.11", "host-b": "127.0.0.12", "host-c": "127.0.0.13"}
 
@@ -109,11 +110,12 @@ def agent_config(
     sandbox: OVSSandbox, transport_url: str, host: str, local_ip: str, **agent: Any
 ) -> AgentConfig:
     """The agent of a hypervisor: vxlan with l2population from ``local_ip``, physnet1 on
-    br-phys, the openvswitch firewall, state reports every 2 s; ``agent`` overrides
-    ``[agent]`` options."""
+    br-phys, the openvswitch firewall, state reports every 2 s, Port rows written 0.5 s after
+    the flows (tests read Port.tag); ``agent`` overrides ``[agent]`` options."""
     state = tempfile.mkdtemp(prefix=f"state-{host}-", dir=sandbox.directory)  # goes with it
     base = sandbox.agent_config(transport_url, Path(state), host=host).model_dump(mode="json")
     base["ovs"]["local_ip"] = local_ip
+    base["ovs"]["port_metadata_delay"] = PORT_METADATA_DELAY
     base["agent"].update(
         {"tunnel_types": ["vxlan"], "l2_population": True, "report_interval": 2.0, **agent}
     )

@@ -389,8 +389,9 @@ async def test_admin_state_remote_updates_last_port_and_deletes_on_a_vxlan_netwo
         await active(server, vm_a, vm_b)
         ofport_a = await wait_ofport(a, vm_a["id"])
         ofport_b = await wait_ofport(b, vm_b["id"])
-        vlan_a = tag(a, vm_a["id"])
-        assert vlan_a is not None and vlan_a != DEAD_VLAN
+        vlan_a = await poll(lambda: tag(a, vm_a["id"]), lambda t: t not in (None, DEAD_VLAN),
+                            within=SETTLE, what="host-a's Port.tag (after the flows)")  # fmt: skip
+        assert vlan_a is not None
         await poll(lambda: unicast_to(a, vm_b["mac_address"]) and flooding(a, vlan_a),
                    bool, within=SETTLE, what="host-a's FDB for host-b's VM")  # fmt: skip
         assert tunnel_ports(a.sandbox) == {vx(b.local_ip)}

@@ -36,10 +36,11 @@ from aovs.agent.configurations import ovs_capabilities, reported_configurations
 from aovs.agent.core import AgentCore, Plan, Transition
 from aovs.agent.heap import LongLivedHeap
 from aovs.agent.latencies import LatencyWindow
+from aovs.agent.port_metadata import PortMetadataWriter
 from aovs.agent.reporter import DeviceReporter
 from aovs.agent.snapshot import load_snapshot, snapshot_extra
 from aovs.agent.snapshot_writer import SnapshotWriter
-from aovs.agent.state import InterfaceRow, PortConfig, PortPhase
+from aovs.agent.state import InterfaceRow, PortPhase
 from aovs.agent.telemetry import AgentTelemetry, MeteredRpcTransport
 from aovs.agent.tunnel_io import apply_port_changes, sync_tunnels
 from aovs.agent.tunnels import TUNNEL_INPUTS, TunnelSettings, TunnelState, TunnelSynced
@@ -55,14 +56,11 @@ from aovs.openflow.errors import BundleError, OpenFlowError
 from aovs.openflow.messages import DATAPATH
 from aovs.openflow.reconcile import FlowReconciler, stable_cookie
 from aovs.ovsdb import (
-    Command,
     Interface,
     Monitor,
     OVSDBClient,
     OVSDBError,
     RowEvent,
-    SetPort,
-    UpdateMapKeys,
     flow_restore_wait,
 )
 from aovs.ovsdb.rows import EventKind
@@ -156,6 +154,7 @@ class Agent:
             self.bridges = (*self.bridges, self.tunnel_settings.bridge)
         self.telemetry = AgentTelemetry(config, self.bridges)
         self.ovsdb = OVSDBClient(config.ovs.ovsdb_connection)
+        self.port_metadata = PortMetadataWriter(self.ovsdb, config.ovs.port_metadata_delay)
         self.transport: RpcTransport = self._new_transport()
         self.api = NeutronServerApi(
             self.transport,
@@ -311,6 +310,8 @@ class Agent:
             await channel.close()
         with contextlib.suppress(Exception):
             await self.transport.close()
+        with contextlib.suppress(Exception):  # leave neutron's view of the Port rows complete
+            await asyncio.wait_for(self.port_metadata.flush(), 10.0)
         await self.ovsdb.close()
         await self._stop_telemetry()
 
@@ -383,7 +384,7 @@ class Agent:
             await self.ovsdb.transact(flow_restore_wait(True))
         sent = await asyncio.gather(*(self._timed_sync(b, r) for b, r in self.reconcilers.items()))
         self.stats.initial_flowmods = sum(sent)
-        await self._write_port_configs(plan.port_configs)
+        self.port_metadata.changed(plan.port_configs)
         if empty:
             await self.ovsdb.transact(flow_restore_wait(False))
         self._log_transitions(plan.transitions, time.monotonic())
@@ -699,11 +700,10 @@ class Agent:
             self._apply_flows(bridge, delta.remove, delta.add)
             for bridge, delta in plan.flows.items()
         ]
-        if plan.port_configs:
-            work.append(self._write_port_configs(plan.port_configs))
         if work:
             await asyncio.gather(*work)
         committed = time.monotonic()
+        self.port_metadata.changed(plan.port_configs)  # never before the bundle: see its module
         self._log_transitions(plan.transitions, committed)
         self._progress(committed)
         self._after_commit(plan)
@@ -747,21 +747,6 @@ class Agent:
             # the reconciler keeps the desired set and replays it on reconnect
             LOG.warning("bridge unreachable; flows follow on reconnect",
                         extra={"bridge": bridge, "error": exc})  # fmt: skip
-
-    async def _write_port_configs(self, configs: dict[str, PortConfig]) -> None:
-        if not configs:
-            return
-        commands = [c for name, config in configs.items() for c in _port_commands(name, config)]
-        try:
-            await self.ovsdb.transact(*commands)
-        except OVSDBError as exc:
-            # a port deleted meanwhile fails the whole transaction: retry one by one
-            LOG.info("Port rows: batch failed, writing one by one", extra={"error": exc})
-            for name, config in configs.items():
-                try:
-                    await self.ovsdb.transact(*_port_commands(name, config))
-                except OVSDBError as one:
-                    LOG.info("Port row not written", extra={"port": name, "error": one})
 
     async def _warm_flowmod_caches(self) -> None:
         """An OVS restart replays from cached bytes; a restarted agent sent nothing, so fill
@@ -826,15 +811,6 @@ class Agent:
             return
         self._last_progress = now
         LOG.info("progress", extra={"waiting_for_details": waiting, **core.counts()})
-
-
-def _port_commands(name: str, config: PortConfig) -> list[Command]:
-    """neutron's writes: Port.tag, and our keys of other_config (others are kept)."""
-    commands: list[Command] = [SetPort(name, tag=config.tag)]
-    if config.other_config is not None:
-        where = (("name", "==", name),)
-        commands.append(UpdateMapKeys("Port", where, "other_config", set=dict(config.other_config)))
-    return commands
 
 
 def run_agent(config: AgentConfig) -> int:

@@ -727,7 +727,9 @@ class AgentCore:
         owner = port_owner(iface_id)
         if port is None:
             self._replace(owner, {})
-            self._filtered.pop(iface_id, None)
+            unwired = self._filtered.pop(iface_id, None)
+            if unwired is not None:
+                self._dirty_networks.add(unwired.details.network_id)
             removed = self._removed.pop(iface_id, None)
             if removed is not None:
                 gone, old = removed
@@ -743,6 +745,11 @@ class AgentCore:
         self._replace(owner, flows)
         changed = before != [ledger.flows_of(owner) for ledger in self.ledgers.values()]
         filtered = port_plan.filtered() if port_plan is not None else None
+        previous = self._filtered.get(iface_id)
+        if filtered != previous:  # its network's flooding follows its ofport, MAC, trust
+            for wired in (previous, filtered):
+                if wired is not None:
+                    self._dirty_networks.add(wired.details.network_id)
         if filtered is None:
             self._filtered.pop(iface_id, None)
         else:
@@ -761,7 +768,11 @@ class AgentCore:
             port.notes.clear()
 
     def _port_config(self, port: PortState) -> PortConfig | None:
-        if port.interface is None:
+        """What neutron's view of the Port row should say (written lazily, after the flows).
+        Nothing while a port waits for its details: its Port.tag does not matter to its flows
+        (it is dropped anyway), and a dead tag now would cost a reconfiguration of every port
+        just before the real one (os-vif leaves 4095 or nothing)."""
+        if port.interface is None or port.phase is PortPhase.PENDING:
             return None
         if port.phase is PortPhase.WIRED and port.network_id is not None:
             vlan = self.vlans.get(port.network_id)
@@ -786,7 +797,13 @@ class AgentCore:
         segment = self.networks.get(network_id)
         flows: Mapping[str, frozenset[Flow]] = {}
         if vlan is not None and segment is not None:
-            flows = compose.network_flows(self.topology, segment, vlan)
+            members = [
+                wired
+                for iface_id in self._net_members.get(network_id, ())
+                if (wired := self._filtered.get(iface_id)) is not None
+                and wired.details.network_id == network_id
+            ]
+            flows = compose.network_flows(self.topology, segment, vlan, members)
         self._replace(network_owner(network_id), flows)
 
     def _flush_tunnels(self, plan: Plan) -> None:

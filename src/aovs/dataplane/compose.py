@@ -8,21 +8,23 @@ tests/unit/agent/test_core_stateful.py); the fault invariant, the benchmarks' co
 and the firewall tests ask this function instead of composing the builders themselves.
 
 Owners (named in :mod:`aovs.owners`): a bridge's base flows, the patch-port drops, a network's
-translation (br-int + its physical bridge, or br-tun's tunnel id -> local VLAN), a port's own
-flows (dead-port drop, or the firewall's port flows), the firewall's base and shared owners, and
-br-tun's tunnel, flood and FDB owners (from :mod:`aovs.agent.tunnels`, through
+translation (br-int + its physical bridge, or br-tun's tunnel id -> local VLAN) and its local
+VLAN's flooding on br-int (over its wired ports), a port's own flows (dead-port drop, or its
+local VLAN tagging and delivery plus the firewall's port flows), the firewall's base and shared
+owners, and br-tun's tunnel, flood and FDB owners (from :mod:`aovs.agent.tunnels`, through
 :class:`TunnelFlows`). A bridge is a pipeline module with the same shape (base, network, port).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
 from aovs.firewall.base import FilteredPort, FirewallDriver
 from aovs.firewall.base import SecurityGroupState as SecurityGroupState
+from aovs.firewall.port_addresses import is_trusted
 from aovs.model import NetworkSegment, PortDetails
 from aovs.openflow.flows import Flow
 from aovs.owners import (
@@ -100,6 +102,19 @@ class PortPlan:
         return FilteredPort(details=self.details, ofport=self.ofport, local_vlan=self.local_vlan)
 
 
+def local_port(port: FilteredPort) -> br_int.LocalPort:
+    """A wired port as br-int's switching tables see it: its MAC is known; it may own MACs
+    nobody told us when neutron does not police its sources (trusted) or it has address-pair
+    MACs (several ports may share one, e.g. VRRP), so unknown unicast reaches it too."""
+    details = port.details
+    mac = details.mac_address
+    extra_macs = any(
+        pair.mac_address is not None and pair.mac_address != mac
+        for pair in details.allowed_address_pairs
+    )
+    return br_int.LocalPort(port.ofport, mac, is_trusted(details) or extra_macs)
+
+
 def segment_problem(topology: Topology, segment: NetworkSegment) -> str | None:
     """Why this host cannot carry ``segment`` (None when it can). Never raises."""
     kind = segment.network_type
@@ -144,23 +159,38 @@ def bridge_flows(topology: Topology) -> dict[OwnerKey, BridgeFlows]:
     tunnel = topology.tunnel
     if tunnel is not None:
         owners[bridge_owner(tunnel.bridge)] = {
-            tunnel.bridge: br_tun.base_flows(tunnel.patch_int_ofport, tunnel.arp_responder)
+            tunnel.bridge: br_tun.base_flows(tunnel.patch_int_ofport, tunnel.arp_responder),
+            topology.integration_bridge: frozenset({br_int.uplink_flow(tunnel.patch_tun_ofport)}),
         }
     return owners
 
 
-def network_flows(topology: Topology, segment: NetworkSegment, local_vlan: int) -> BridgeFlows:
-    """A network's translation flows; empty for a local network or one this host cannot carry."""
-    if segment_problem(topology, segment) is not None or segment.network_type == "local":
+def network_flows(
+    topology: Topology,
+    segment: NetworkSegment,
+    local_vlan: int,
+    ports: Iterable[FilteredPort] = (),
+) -> BridgeFlows:
+    """A network's translation flows and its local VLAN's flooding on br-int over ``ports``
+    (its wired ports); empty for a network this host cannot carry."""
+    if segment_problem(topology, segment) is not None:
         return {}
+    members = [local_port(port) for port in ports]
+    br_int_bridge = topology.integration_bridge
+    if segment.network_type == "local":
+        return {br_int_bridge: br_int.local_vlan_flows(local_vlan, None, members)}
     if segment.is_tunnel and topology.tunnel is not None:
-        return {topology.tunnel.bridge: br_tun.network_flows(segment, local_vlan)}
+        uplink = topology.tunnel.patch_tun_ofport
+        return {
+            topology.tunnel.bridge: br_tun.network_flows(segment, local_vlan),
+            br_int_bridge: br_int.local_vlan_flows(local_vlan, uplink, members),
+        }
     assert segment.physical_network is not None
     link = topology.physical[segment.physical_network]
+    translation = br_int.network_flows(link.int_patch_ofport, segment, local_vlan)
+    flooding = br_int.local_vlan_flows(local_vlan, link.int_patch_ofport, members)
     return {
-        topology.integration_bridge: br_int.network_flows(
-            link.int_patch_ofport, segment, local_vlan
-        ),
+        br_int_bridge: translation | flooding,
         link.bridge: br_phys.network_flows(link.phy_patch_ofport, segment, local_vlan),
     }
 
@@ -171,13 +201,19 @@ def port_flows(
     firewall: FirewallDriver,
     sgs: SecurityGroupState,
 ) -> BridgeFlows:
-    """One port's flows: a drop while it must not forward, else the firewall's port flows."""
+    """One port's flows: a drop while it must not forward, else its local VLAN tagging and
+    delivery and the firewall's port flows."""
     if port.wiring is Wiring.DEAD:
         return {topology.integration_bridge: br_int.dead_port_flows(port.ofport)}
     filtered = port.filtered()
     if filtered is None:
         raise ValueError(f"wired port {port.iface_id} without details or local VLAN")
-    return {topology.integration_bridge: firewall.port_flows(filtered, sgs)}
+    return {topology.integration_bridge: firewall.port_flows(filtered, sgs) | switching(filtered)}
+
+
+def switching(port: FilteredPort) -> frozenset[Flow]:
+    """A wired port's own flows in br-int's switching tables."""
+    return br_int.local_port_flows(local_port(port), port.local_vlan)
 
 
 def firewall_base_flows(topology: Topology, firewall: FirewallDriver) -> BridgeFlows:
@@ -248,19 +284,25 @@ def desired_owners(state: DataplaneState) -> dict[OwnerKey, BridgeFlows]:
     incrementally (owners without flows are left out)."""
     topology, firewall, sgs = state.topology, state.firewall, state.security_groups
     owners: dict[OwnerKey, BridgeFlows] = bridge_flows(topology)
-    for network_id, vlan in state.local_vlans.items():
-        segment = state.networks.get(network_id)
-        if segment is not None:
-            owners[network_owner(network_id)] = network_flows(topology, segment, vlan)
     filtered: dict[str, FilteredPort] = {}
     for iface_id, port in state.ports.items():
         filtered_port = port.filtered()
         if filtered_port is None:  # dead (a wired port without details raises here)
             owners[port_owner(iface_id)] = port_flows(topology, port, firewall, sgs)
-        else:  # its flows are the firewall's port owner (as port_flows composes them)
+        else:  # the firewall's port owner plus its switching (as port_flows composes them)
             filtered[iface_id] = filtered_port
+            owners[port_owner(iface_id)] = {topology.integration_bridge: switching(filtered_port)}
+    for network_id, vlan in state.local_vlans.items():
+        segment = state.networks.get(network_id)
+        if segment is not None:
+            members = [p for p in filtered.values() if p.details.network_id == network_id]
+            owners[network_owner(network_id)] = network_flows(topology, segment, vlan, members)
     for owner, flows in firewall_owners(firewall, filtered, sgs).items():
-        owners[owner] = {topology.integration_bridge: flows}
+        if owner in owners:  # a port owner: its switching flows are there already
+            bridge = topology.integration_bridge
+            owners[owner] = {bridge: owners[owner][bridge] | flows}
+        else:
+            owners[owner] = {topology.integration_bridge: flows}
     if state.tunnels is not None:
         hosted = hosted_tunnel_networks(state.networks, state.local_vlans)
         owners.update(state.tunnels.desired_owners(hosted))

@@ -9,10 +9,11 @@ as pure functions (see docs/firewall.md for the picture):
     71 BASE_EGRESS   anti-spoofing: ARP/RARP/ND from the port's pairs, DHCP client, no DHCP
                      server or RA; IP from a (MAC, IP) pair -> ct(zone=reg6, table=72)
     72 RULES_EGRESS  est/rel accepted, invalid dropped, egress rules -> 73
-    73 ACCEPT_OR_INGRESS  to a local port's MAC -> 81; else commit new -> 91 -> 94 NORMAL
+    73 ACCEPT_OR_INGRESS  to a local port's MAC -> 81; else commit new -> 91 -> 94 -> 110
     81 BASE_INGRESS  ARP, ND, DHCP replies pass; IP -> ct(zone=reg6, table=82)
     82 RULES_INGRESS est/rel accepted, invalid dropped, ingress rules -> commit, output:P
-    91-94            accepted egress / accepted ingress / dropped / NORMAL
+    91-94            accepted egress / accepted ingress / dropped / switching (neutron: NORMAL;
+                     aovs: br-int's tables 110-112, see aovs.pipelines.br_int)
 
 Remote-group rules use conjunctions: per port, ``conjunction(id, 2/2)`` flows match the port and
 the protocol; per (zone, direction, ethertype, member address) a ``conjunction(id, 1/2)`` flow
@@ -71,6 +72,7 @@ from aovs.openflow.flows import (
     Conjunction,
     CTClear,
     Flow,
+    GotoTable,
     Match,
     Output,
     PopVlan,
@@ -88,6 +90,7 @@ from aovs.pipelines.tables import (
     BASE_EGRESS_TABLE,
     BASE_INGRESS_TABLE,
     DROPPED_TRAFFIC_TABLE,
+    LOCAL_VLAN_TABLE,
     REG_NET,
     REG_PORT,
     REG_REMOTE_GROUP,
@@ -160,7 +163,8 @@ def _track(table: int) -> CT:
 def firewall_base_flows() -> frozenset[Flow]:
     flows = [_flow(table, 0, ()) for table in FIREWALL_TABLES]
     flows += [
-        _flow(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE, 1, [Output(0xFFFFFFFA, 0)]),
+        # neutron: NORMAL; aovs switches in OpenFlow (aovs.pipelines.br_int)
+        _flow(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE, 1, [GotoTable(LOCAL_VLAN_TABLE)]),
         _flow(ACCEPTED_EGRESS_TRAFFIC_TABLE, 1, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)]),
         _flow(ACCEPTED_INGRESS_TRAFFIC_TABLE, 0, ()),
         _flow(DROPPED_TRAFFIC_TABLE, 0, ()),

@@ -22,6 +22,11 @@ ACCEPTED_EGRESS_TRAFFIC_TABLE = 91
 ACCEPTED_INGRESS_TRAFFIC_TABLE = 92
 DROPPED_TRAFFIC_TABLE = 93
 ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE = 94
+# aovs' explicit switching (instead of NORMAL, which follows Port.tag; see br_int.py); numbers
+# neutron does not use
+LOCAL_VLAN_TABLE = 110  # which local VLAN a packet is on: tag untagged VM traffic, pass patches
+L2_FORWARD_TABLE = 111  # by (local VLAN, destination MAC): a local port, flood, or the uplink
+L2_FLOOD_TABLE = 112  # a local VLAN's ports to flood to, in chunks (an OpenFlow message <= 64 KiB)
 
 # -- br-tun ---------------------------------------------------------------------------------
 PATCH_LV_TO_TUN = 2
@@ -42,3 +47,4 @@ PHY_LOCAL_SWITCHING = 0
 REG_PORT = "reg5"  # the ofport a packet came from / goes to
 REG_NET = "reg6"  # the conntrack zone (= the network's local VLAN)
 REG_REMOTE_GROUP = "reg7"
+REG_FLOOD_CHUNK = "reg3"  # which chunk of a flood list table 112 outputs next (br_int.py)

@@ -17,10 +17,11 @@ def test_destination_stays_silent_until_its_binding_is_activated(core: AgentCore
     core.interface_changed(row("p-1", 5), 0.0)
     plugged = core.flush(0.0)
     assert plugged.fetch_details == ["p-1"]
-    assert plugged.port_configs["tap-p-1"].tag == 4095
+    assert plugged.port_configs == {}  # waiting for details: no Port row write
     core.details_received({"p-1": NoActiveBinding("p-1")}, 0.1)
     refused = core.flush(0.1)
     assert core.ports["p-1"].phase is PortPhase.DEAD  # not wired
+    assert refused.port_configs["tap-p-1"].tag == 4095
     assert plugged.reports == refused.reports == []  # and not reported: neither up nor down
     core.binding_activated("p-1", 1.0)
     assert core.flush(1.0).fetch_details == ["p-1"]

@@ -269,10 +269,14 @@ class AgentCoreMachine(RuleBasedStateMachine):
             assert after == before
 
     def _settled(self) -> bool:
-        """Every port with an ofport wired, nothing in its unplug grace, nothing asked for:
-        what the snapshot holds is then everything the flows depend on."""
+        """Every port with an ofport wired, nothing in its unplug grace or mid-reboot (a new
+        row whose ofport has not come yet: the flows still name the old one, which a restarted
+        agent rightly forgets), nothing asked for: what the snapshot holds is then everything
+        the flows depend on."""
         return all(
-            port.phase is PortPhase.WIRED and port.interface is not None
+            port.phase is PortPhase.WIRED
+            and port.interface is not None
+            and port.interface.ofport == port.ofport
             for port in self.core.ports.values()
             if port.ofport is not None
         ) and all(port.ofport is not None for port in self.core.ports.values())

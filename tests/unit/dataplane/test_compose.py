@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from aovs.dataplane import compose
 from aovs.dataplane.compose import PhysicalLink, PortPlan, Topology, Wiring
+from aovs.firewall.base import FilteredPort
 from aovs.firewall.noop import NoopFirewall
 from aovs.model import NetworkSegment, PortDetails
 from aovs.owners import (
@@ -11,6 +12,7 @@ from aovs.owners import (
     patch_owner,
     port_owner,
 )
+from aovs.pipelines import tables
 
 TOPO = Topology("br-int", {"physnet1": PhysicalLink("physnet1", "br-phys", 10, 20)})
 
@@ -53,8 +55,11 @@ def test_dead_port_is_a_drop_and_wired_port_asks_the_firewall() -> None:
                           network_type="vlan", physical_network="physnet1", segmentation_id=100,
                           fixed_ips=[{"ip_address": "10.0.0.5"}])  # type: ignore[list-item]  # fmt: skip
     wired = compose.port_flows(TOPO, PortPlan("p", 5, Wiring.WIRED, details, 3), fw, sgs)
-    assert wired["br-int"]
-    assert all(f.match.get("in_port") == 5 for f in wired["br-int"])
+    filtered = FilteredPort(details=details, ofport=5, local_vlan=3)
+    assert wired["br-int"] == fw.port_flows(filtered, sgs) | compose.switching(filtered)
+    delivery = [f for f in wired["br-int"] if f.table == tables.L2_FORWARD_TABLE]
+    assert [f.match.get("eth_dst") for f in delivery] == ["fa:16:3e:00:00:01"]
+    assert all(f.match.get("in_port") == 5 for f in wired["br-int"] if f not in delivery)
 
 
 def test_desired_owners_is_every_owner_of_the_state() -> None:

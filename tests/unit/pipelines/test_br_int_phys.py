@@ -21,12 +21,16 @@ VLAN = NetworkSegment(
 FLAT = NetworkSegment(network_id="n2", network_type="flat", physical_network="p")
 
 
-def test_br_int_base_has_canary_dead_vlan_and_normal() -> None:
+def test_br_int_base_has_canary_dead_vlan_and_no_normal() -> None:
     flows = br_int.base_flows()
     assert br_int.canary_flow() in flows
     assert Flow(0, 0xFFFF, Match(vlan_vid=vid(4095))) in flows
     assert Flow(0, 0, actions=(GotoTable(tables.TRANSIENT_TABLE),)) in flows
-    assert Flow(tables.TRANSIENT_TABLE, 3, actions=(normal(),)) in flows
+    # neutron's NORMAL (which switches by Port.tag) becomes aovs' switching tables
+    assert Flow(tables.TRANSIENT_TABLE, 3, actions=(GotoTable(tables.LOCAL_VLAN_TABLE),)) in flows
+    assert all(normal() not in flow.actions for flow in flows)
+    for table in (tables.LOCAL_VLAN_TABLE, tables.L2_FORWARD_TABLE, tables.L2_FLOOD_TABLE):
+        assert Flow(table, 0) in flows  # default: drop
 
 
 def test_br_int_translates_segmentation_vlan_to_local() -> None:
