@@ -23,10 +23,9 @@ import logging
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from aovs.config import AgentConfig, load_config
+from aovs.config import AgentConfig, ConfigLocation, load_config
 from aovs.logs import configure_logging
 from aovs.ovsdb import OVSDBClient, OVSDBError, Uuid
 from aovs.ovsdb.transaction import Select, SelectedRows, TransactionBuilder
@@ -210,7 +209,7 @@ def render_plan(plan: Sequence[Removal], dry_run: bool) -> str:
     return "\n".join([head, *table] if plan else [head])
 
 
-def run_cleanup(config: Path | None, dry_run: bool = False, timeout: float = 30.0) -> int:
+def run_cleanup(config: ConfigLocation, dry_run: bool = False, timeout: float = 30.0) -> int:
     """The ``aovs cleanup`` command: 0 done, 1 OVSDB unreachable or refused (one line why)."""
     cfg = load_config(config)
     # the client's reconnect warnings would repeat the one line below many times over

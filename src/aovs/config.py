@@ -1,14 +1,27 @@
-"""Agent configuration: neutron's openvswitch_agent.ini option names, as TOML plus env overrides.
+"""Agent configuration: neutron's option names, from neutron's INI files or aovs' TOML file.
 
-Precedence (highest first): ``AOVS_<SECTION>__<OPTION>`` environment variables, the TOML file,
-the defaults below. A bad file or value fails at start with ONE line that names the option.
+Two forms, one model (:class:`AgentConfig`):
+
+- neutron's own files, ``--config-file neutron.conf --config-file openvswitch_agent.ini
+  [--config-dir DIR]`` (:class:`IniFiles`), read with oslo.config's rules (``aovs.config_ini``
+  says which and how); options aovs does not implement are returned as ``ignored`` and logged
+  once by the agent (:func:`log_ignored`), never fatal;
+- aovs' TOML file (``--config``), where an unknown option is an error.
+
+Precedence (highest first): ``AOVS_<SECTION>__<OPTION>`` environment variables, the files (for
+INI, the later file wins option by option), the defaults below. A bad file or value fails at
+start with ONE line that names the file, the section and the option, and never shows a secret
+(``transport_url``, any ``*password*``); the ``aovs`` command exits 2 on it.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,6 +32,26 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from aovs.config_ini import IniError, IniFiles, IniResult, Origin, is_secret, labels_in, read_ini
+
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "AgentConfig",
+    "AgentSection",
+    "ConfigError",
+    "ConfigLocation",
+    "IniFiles",
+    "LoadedConfig",
+    "OVSSection",
+    "SecurityGroupSection",
+    "load_config",
+    "log_ignored",
+    "read_config",
+    "redact_url",
+]
+
+LOG = logging.getLogger(__name__)
 
 DEFAULT_CONFIG_FILE = Path("/etc/aovs/aovs.toml")
 
@@ -160,7 +193,7 @@ class AgentConfig(BaseSettings):
         frozen=True,
     )
 
-    host: str = Field(default_factory=lambda: os.uname().nodename)  # socket.gethostname()
+    host: str = Field(default_factory=lambda: os.uname().nodename, min_length=1)  # gethostname()
     transport_url: str = "rabbit://guest:guest@127.0.0.1:5672/"
     ovs: OVSSection = OVSSection()
     agent: AgentSection = AgentSection()
@@ -202,11 +235,39 @@ def _parse_host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def load_config(path: Path | str | None = None, **overrides: Any) -> AgentConfig:
+ConfigLocation = Path | str | IniFiles | None
+"""A TOML file, neutron's INI files, or None: ``$AOVS_CONFIG``, else ``/etc/aovs/aovs.toml`` if it
+exists, else the defaults."""
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """The configuration and what reading it found: the files read, the options ignored."""
+
+    config: AgentConfig
+    files: tuple[Path, ...] = ()
+    ignored: tuple[str, ...] = ()  # "[section] option", a hint appended to likely mistakes
+    hinted: bool = False  # some ignored option looks like a typo or a misplaced aovs option
+
+    @property
+    def ignored_line(self) -> str | None:
+        """``ignored options: [DEFAULT] debug, [oslo_concurrency] lock_path`` (names only)."""
+        return "ignored options: " + ", ".join(self.ignored) if self.ignored else None
+
+
+def load_config(path: ConfigLocation = None, **overrides: Any) -> AgentConfig:
     """Load and validate; raise :class:`ConfigError` with one clear line on any problem.
 
-    ``path`` None means ``$AOVS_CONFIG`` or ``/etc/aovs/aovs.toml`` when it exists, else defaults.
+    ``overrides`` (nested dicts, e.g. ``ovs={"datapath_type": "dummy"}``) are merged over the
+    files' values; the environment still wins over both.
     """
+    return read_config(path, **overrides).config
+
+
+def read_config(path: ConfigLocation = None, **overrides: Any) -> LoadedConfig:
+    """:func:`load_config`, with the files read and the ignored options (INI form)."""
+    if isinstance(path, IniFiles):
+        return _read_ini(path, overrides)
     if path is None:
         env_path = os.environ.get("AOVS_CONFIG")
         if env_path:
@@ -221,7 +282,8 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> AgentConfig
             with path.open("rb") as handle:
                 tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path}: not valid TOML: {exc}") from None
+            hint = " (neutron's INI files are read with --config-file)"
+            raise ConfigError(f"config file {path}: not valid TOML: {exc}{hint}") from None
     settings_cls = type(
         "_FileAgentConfig",
         (AgentConfig,),
@@ -230,21 +292,118 @@ def load_config(path: Path | str | None = None, **overrides: Any) -> AgentConfig
     try:
         loaded = settings_cls(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, path)) from None
-    return AgentConfig.model_validate(loaded.model_dump())
+        where = f"config file {path}" if path else "configuration"
+        raise ConfigError(f"{where}: " + "; ".join(_problems(exc, lambda _: None))) from None
+    config = AgentConfig.model_validate(loaded.model_dump())
+    return LoadedConfig(config, (path,) if path is not None else ())
 
 
-def _one_line(exc: ValidationError, path: Path | None) -> str:
-    """All problems on one line, each naming the option and where its value came from."""
+def _read_ini(files: IniFiles, overrides: dict[str, Any]) -> LoadedConfig:
+    try:
+        result = read_ini(files, AgentConfig)
+    except IniError as exc:
+        raise ConfigError(str(exc)) from None
+    try:  # AgentConfig(...) adds the environment (highest) to the files' values
+        loaded = AgentConfig(**_merge(result.values, overrides))
+    except ValidationError as exc:
+        raise ConfigError(_ini_problems(exc, result)) from None
+    config = AgentConfig.model_validate(loaded.model_dump())
+    return LoadedConfig(config, result.files, result.ignored, result.hinted)
+
+
+def log_ignored(loaded: LoadedConfig, logger: logging.Logger | None = None) -> None:
+    """Log the ignored options as ONE line (names only, never a value); the agent calls this
+    once at start. WARNING when one looks like a mistake (a typo, a misplaced option)."""
+    line = loaded.ignored_line
+    if line is not None:
+        (logger or LOG).log(logging.WARNING if loaded.hinted else logging.INFO, line)
+
+
+def redact_url(url: str) -> str:
+    """``rabbit://user:***@host:5672,user:***@host2:5672/vhost``: every password hidden."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    at = rest.rfind("@")
+    end = rest.find("/", at + 1)
+    netloc, tail = (rest, "") if end < 0 else (rest[:end], rest[end:])
+    hosts = []
+    for part in netloc.split(","):
+        creds, found, hostport = part.rpartition("@")
+        if found and ":" in creds:
+            part = f"{creds.split(':', 1)[0]}:***@{hostport}"
+        hosts.append(part)
+    return f"{scheme}://{','.join(hosts)}{tail}"
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _problems(
+    exc: ValidationError, origin_of: Callable[[tuple[str, ...]], Origin | None]
+) -> list[str]:
+    """Each problem as ``[section] option: message``, naming its environment variable when the
+    value came from one; the value itself only for a builtin check of a non-secret option."""
     parts = []
     for error in exc.errors():
-        loc = [str(p) for p in error["loc"]]
-        option = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (loc[0] if loc else "?")
-        env_name = "AOVS_" + "__".join(loc).upper()
-        source = f" (from {env_name})" if env_name in os.environ else ""
+        field, item = _split_loc(error["loc"])
+        origin = origin_of(field) if field else None
+        if origin is not None:
+            option = origin.label
+        else:
+            option = f"[{field[0]}] {field[1]}" if len(field) == 2 else "".join(field)
+        if item:
+            option += f" (item {int(item[0]) + 1})" if item[0].isdigit() else f" {'.'.join(item)}"
+        env_name = "AOVS_" + "__".join(field).upper()
+        source = f" (from {env_name})" if field and env_name in os.environ else ""
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
             message = "unknown option"
-        parts.append(f"{option}{source}: {message}")
-    where = f"config file {path}" if path else "configuration"
-    return f"{where}: " + "; ".join(parts)
+        elif error["type"] not in ("value_error", "assertion_error", "missing"):
+            shown = error.get("input")
+            if isinstance(shown, str | int | float) and not (field and is_secret(field[-1])):
+                message += f" (got {shown!r})"
+        parts.append(f"{option}{source}: {message}" if option else message)
+    return parts
+
+
+def _split_loc(loc: tuple[int | str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """A pydantic error location as (the field, the part inside its value)."""
+    parts = tuple(str(p) for p in loc)
+    if parts and parts[0] in _SECTIONS:
+        return parts[:2], parts[2:]
+    return parts[:1], parts[1:]
+
+
+_SECTIONS = frozenset(
+    name
+    for name, info in AgentConfig.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+)
+
+
+def _ini_problems(exc: ValidationError, result: IniResult) -> str:
+    """One line; each problem prefixed with the file its value came from (``configuration`` for
+    the environment and the defaults)."""
+
+    def origin_of(field: tuple[str, ...]) -> Origin | None:
+        env_name = "AOVS_" + "__".join(field).upper()
+        return None if env_name in os.environ else result.origins.get(field)
+
+    lines = []
+    for problem, error in zip(_problems(exc, origin_of), exc.errors(), strict=True):
+        field, _ = _split_loc(error["loc"])
+        origin = origin_of(field) if field else None
+        if origin is None and not field:  # a check across options: the first named one's file
+            named = [(o,) if s == "DEFAULT" else (s, o) for s, o in labels_in(problem)]
+            origin = next((result.origins[f] for f in named if f in result.origins), None)
+        where = f"config file {origin.file}" if origin is not None else "configuration"
+        lines.append(f"{where}: {problem}")
+    return "; ".join(lines)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aovs.agent.agent import Agent
+from aovs.config import AgentConfig, ConfigError, IniFiles, read_config
 from aovs.sandbox import OVSSandbox, SandboxError
 from aovs.testing.cloud import (
     CloudNetwork,
@@ -137,9 +138,28 @@ def _check_traces(sandbox: OVSSandbox) -> str:
     return "; ".join(verdicts)
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "config"
+
+
+def _demo_config(sandbox: OVSSandbox, url: str, state: Path) -> AgentConfig:
+    """The shipped samples as an operator passes them (``--config-file neutron.conf
+    --config-file openvswitch_agent.ini``), then one more file with the sandbox's values."""
+    local = sandbox.directory / "demo.conf"
+    local.write_text(
+        f"[DEFAULT]\nhost = demo-compute\ntransport_url = {url}\n"
+        f"[ovs]\novsdb_connection = {sandbox.ovsdb_connection}\ndatapath_type = dummy\n"
+        f"[agent]\nstate_path = {state}\nreport_interval = 0\n"
+    )
+    files = IniFiles.of(SAMPLES / "neutron.conf", SAMPLES / "openvswitch_agent.ini", local)
+    loaded = read_config(files)
+    if loaded.ignored_line:
+        raise DemoError(f"the samples name options aovs ignores: {loaded.ignored_line}")
+    return loaded.config
+
+
 async def _demo(sandbox: OVSSandbox, url: str, state: Path, ports: int) -> list[Step]:
     steps: list[Step] = []
-    config = sandbox.agent_config(url, state, host="demo-compute")
+    config = _demo_config(sandbox, url, state)
     sim = NeutronServerSimulator(_topology(ports), url)
     await sim.start()
     agent = Agent(config, canary_interval=0, unplug_grace=5.0)
@@ -247,7 +267,7 @@ def run_demo(ports: int = 200, keep: bool = False) -> int:
         _rabbitmqctl("add_vhost", vhost)
         _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
         steps = uvloop.run(_demo(sandbox, url, state, ports))
-    except (DemoError, SandboxError, subprocess.SubprocessError, OSError) as exc:
+    except (DemoError, ConfigError, SandboxError, subprocess.SubprocessError, OSError) as exc:
         print(f"aovs demo: FAILED: {exc}")
         return 1
     finally:

@@ -136,3 +136,15 @@ def test_entrypoint_starts_the_agent_when_ovs_is_there(
     assert result.returncode == 0, result.stderr
     recorded = (tmp_path / "exec.txt").read_text().strip()
     assert recorded == f"exec aovs agent --config {ROOT / 'config' / 'aovs.toml'}"
+
+
+def test_entrypoint_takes_neutrons_config_files(ovs_sandbox: OVSSandbox, tmp_path: Path) -> None:
+    """AOVS_CONFIG_ARGS: the agent started as neutron's is, from its INI files."""
+    args = (f"--config-file {ROOT / 'config' / 'neutron.conf'} "
+            f"--config-file {ROOT / 'config' / 'openvswitch_agent.ini'}")  # fmt: skip
+    env = {"AOVS_CONFIG_ARGS": args, "AOVS_OVS__OVSDB_CONNECTION": ovs_sandbox.ovsdb_connection}
+    result = _run_entrypoint(env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "exec.txt").read_text().strip() == f"exec aovs agent {args}"
+    bad = _run_entrypoint({**env, "AOVS_OVS__LOCAL_IP": "nope"}, tmp_path)
+    assert bad.returncode == 2 and "local_ip" in bad.stderr
