@@ -34,11 +34,12 @@ def _cmd_agent(args: argparse.Namespace) -> int:
     from aovs.config import log_ignored, read_config
     from aovs.logs import configure_logging
 
-    loaded = read_config(_config_location(args))
+    location = _config_location(args)
+    loaded = read_config(location)
     cfg = loaded.config
     configure_logging(cfg.agent.log_level, cfg.agent.log_format)
     log_ignored(loaded)  # once, at start: names only
-    return run_agent(cfg)
+    return run_agent(cfg, reread=lambda: read_config(location).config)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

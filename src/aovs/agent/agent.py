@@ -23,8 +23,9 @@ import collections
 import contextlib
 import functools
 import logging
+import signal
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -45,10 +46,12 @@ from aovs.agent.telemetry import AgentTelemetry, MeteredRpcTransport
 from aovs.agent.tunnel_io import apply_port_changes, sync_tunnels
 from aovs.agent.tunnels import TUNNEL_INPUTS, TunnelSettings, TunnelState, TunnelSynced
 from aovs.backoff import Backoff
-from aovs.config import AgentConfig
+from aovs.config import AgentConfig, ConfigError
+from aovs.config_reload import reload_plan
 from aovs.dataplane.compose import Topology
 from aovs.firewall.base import FirewallDriver, load_driver
 from aovs.firewall.noop import NoopFirewall
+from aovs.logs import configure_logging
 from aovs.observability import System
 from aovs.openflow import codec
 from aovs.openflow.channel import Connected, Disconnected, OpenFlowChannel
@@ -813,16 +816,46 @@ class Agent:
         LOG.info("progress", extra={"waiting_for_details": waiting, **core.counts()})
 
 
-def run_agent(config: AgentConfig) -> int:
-    """``aovs agent``: run until interrupted."""
+def run_agent(config: AgentConfig, reread: Callable[[], AgentConfig] | None = None) -> int:
+    """``aovs agent``: run until SIGINT/SIGTERM (a clean stop: pending Port rows are written);
+    SIGHUP re-reads the configuration with ``reread`` and applies what neutron's agent does
+    (the log level and format), naming the options whose change needs a restart."""
     import uvloop
 
-    async def main() -> None:
-        agent = Agent(config)
-        await agent.run_forever()
+    running = config
 
-    try:
-        uvloop.run(main())
-    except KeyboardInterrupt:
-        return 0
+    def hangup() -> None:
+        nonlocal running
+        if reread is None:
+            LOG.warning("SIGHUP: nothing to re-read (no configuration file)")
+            return
+        try:
+            plan = reload_plan(running, reread())
+        except ConfigError as exc:
+            LOG.error("SIGHUP: configuration not reloaded; keeping the running one",
+                      extra={"error": str(exc)})  # fmt: skip
+            return
+        if plan.applied and plan.config is not None:
+            running = plan.config
+            configure_logging(running.agent.log_level, running.agent.log_format)
+            LOG.warning("SIGHUP: applied", extra={"changes": "; ".join(plan.applied)})
+        if plan.needs_restart:
+            LOG.warning("SIGHUP: changed, but applied only by a restart",
+                        extra={"options": ", ".join(plan.needs_restart)})  # fmt: skip
+        if not plan.changed:
+            LOG.info("SIGHUP: configuration unchanged")
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGHUP, hangup)
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(stop, task.cancel)
+        agent = Agent(config)
+        with contextlib.suppress(asyncio.CancelledError):
+            await agent.run_forever()
+        LOG.info("agent stopped")
+
+    uvloop.run(main())
     return 0
