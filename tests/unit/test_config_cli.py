@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -106,8 +106,9 @@ def test_agent_logs_the_ignored_options_once(
 
     started: list[AgentConfig] = []
 
-    def fake_run_agent(cfg: AgentConfig) -> int:
+    def fake_run_agent(cfg: AgentConfig, reread: Callable[[], AgentConfig]) -> int:
         started.append(cfg)
+        assert reread() == cfg  # SIGHUP reads the same files again
         logging.getLogger("aovs.agent").info("agent would start")
         return 0
 
