@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .PHONY: test test-neutron demo deps system-deps lint typecheck unit bench bench-quick bench-ovsdb \
-	bench-openflow bench-rpc bench-reboot bench-firewall bench-neutron-rpc soak clean
+	bench-openflow bench-rpc bench-reboot bench-firewall bench-neutron-rpc bench-coldboot soak clean
 
 deps: system-deps $(STAMP)
 
@@ -65,6 +65,12 @@ bench: deps
 
 bench-quick: deps
 	$(PY) -m benchmarks.suite --ports 100
+
+# cold boot with the agent running (one ovs-vsctl plugs N ports) at 1000, 3000 and 5000 ports,
+# wall time and ovs-vswitchd CPU against the limit's: results/coldboot-cpu.{json,md,-scaling.png}
+bench-coldboot: deps
+	$(PY) -m benchmarks.suite --only cold_plug --ports 1000 --scaling-sizes 1000,3000,5000 \
+		--timeout 900 --stem coldboot-cpu
 
 soak: deps
 	$(VENV)/bin/pytest tests/faults --soak-seconds $${SOAK_SECONDS:-600} $(PYTEST_ARGS)

@@ -1,18 +1,24 @@
 """``python -m benchmarks.suite --ports 1000``: run every scenario and both baselines.
 
-``make bench`` (1000 ports, 500 single reboots, scaling at 100/300/1000/3000 ports) writes
+``make bench`` (1000 ports, 500 single reboots, scaling at 100/300/1000/3000/5000 ports) writes
 benchmarks/results/results.{json,md} and PNGs; ``make bench-quick`` (100 ports, fewer
 reboots, no scaling) writes results-quick.{json,md} and its PNGs, so a CI run never overwrites
-the full one. See benchmarks/README.md for what each figure means.
+the full one. ``--only cold_plug`` (or ``cold_boot``) runs that scenario alone, at ``--ports``
+and, unless ``--no-scaling``, at each ``--scaling-sizes``, into ``results-<only>.*`` (or
+``--stem``): ``make bench-coldboot`` is the cold boot with the agent running at 1000, 3000 and
+5000 ports with ovs-vswitchd's CPU against the limit's. See benchmarks/README.md for what each
+figure means.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -25,19 +31,35 @@ import uvloop
 from aovs.openflow.ofctl_text import to_ofctl
 from aovs.openflow.reconcile import stable_cookie
 from aovs.owners import port_owner
-from benchmarks.baselines import LegacyPort, LegacyResult, legacy_way, practical_limit
+from benchmarks.baselines import (
+    LegacyPort,
+    LegacyResult,
+    PlugLimit,
+    legacy_way,
+    plug_limit,
+    practical_limit,
+)
 from benchmarks.suite import scenarios
-from benchmarks.suite.expected import local_vlans, owned_flows
+from benchmarks.suite.expected import owned_flows
 from benchmarks.suite.plots import latency_plot, scaling_plot
 from benchmarks.suite.progress import Progress
 from benchmarks.suite.report import render
-from benchmarks.suite.results import ScenarioResult, check_targets
+from benchmarks.suite.results import (
+    ScenarioResult,
+    TargetCheck,
+    check_targets,
+    cold_plug_row,
+    set_plug_limit,
+    size_checks,
+)
 from benchmarks.suite.session import Session
 from benchmarks.suite.usage import USAGE_SOURCE, CpuSample, cpu_between
 from benchmarks.suite.world import INTEGRATION_BRIDGE, PHYSNET, World
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
-SCALING_SIZES = (100, 300, 1000, 3000)
+SCALING_SIZES = (100, 300, 1000, 3000, 5000)
+ONLY = ("cold_boot", "cold_plug")  # the scenarios ``--only`` can run alone
+LIMIT_RUNS_UP_TO = 1000  # the plug limit is the median of 3 runs up to this many ports, 1 above
 VLAN_ONLY_NOTE = "vlan networks only (--network-types vlan): br-tun is not run"
 
 
@@ -87,11 +109,12 @@ async def _scenario(
     progress.begin(name)
     switch_before = session.switch_cpu() if session is not None else None
     if session is not None:
-        session.switch_mark = None
+        session.switch_mark = session.switch_start = None
     try:
         result = await run()
         if session is not None:
-            _switch_cpu(result, switch_before, session.switch_mark or session.switch_cpu())
+            before = session.switch_start or switch_before  # the scenario started its own clock
+            _switch_cpu(result, before, session.switch_mark or session.switch_cpu())
     except Exception as exc:  # one failed scenario is reported, the others still run
         progress.note(f"{name}: FAILED: {type(exc).__name__}: {exc}")
         results[name] = ScenarioResult(name, details={"error": f"{type(exc).__name__}: {exc}"})
@@ -111,15 +134,19 @@ def _switch_cpu(result: ScenarioResult, before: CpuSample | None, after: CpuSamp
         result.details["vswitchd_cpu_note"] = "ovs-vswitchd restarted: the new process's total"
 
 
+def wants(args: argparse.Namespace, name: str) -> bool:
+    """Whether this run includes ``name`` (``--only`` restricts it to those listed)."""
+    return args.only is None or name in args.only
+
+
 async def _limit_of_current_dump(session: Session) -> float:
     dumps = {b: await session.verifier.dump(b) for b in session.world.bridges}
     return await practical_limit(session.reference, dumps)
 
 
 async def _legacy(session: Session, sample: int) -> tuple[LegacyResult, list[LegacyPort]]:
-    """neutron's per-port way for the ports as the cold boot left them (their tags)."""
-    tags = await session.world.port_tags()
-    vlans = local_vlans(session.vms(), tags)
+    """neutron's per-port way for the ports as the cold boot left them (their local VLANs)."""
+    vlans = await session.local_vlans()
     owners = owned_flows(session.server, session.vms(), session.ofports, vlans, session.overlay)
     ports, shared = [], []
     port_owned = {port_owner(vm.iface_id) for vm in session.vms()}
@@ -152,12 +179,24 @@ async def _single_port_limit(session: Session, ports: list[LegacyPort]) -> float
     return times[len(times) // 2]
 
 
+def _steps(args: argparse.Namespace) -> int:
+    main = 8 if args.only is None else 2  # setup, cold boot, baselines, 5 more (or just those)
+    per_size = 3 if args.only is None else 2  # the size, its cold boot, OVS restart
+    plug = 3  # set-up, the scenario, its limit
+    steps = (main if wants(args, "cold_boot") else 0) + (plug if wants(args, "cold_plug") else 0)
+    if wants(args, "cold_boot"):
+        steps += per_size * len(args.scaling)
+    if wants(args, "cold_plug"):  # the main size's figures are reused
+        steps += plug * len([size for size in args.scaling if size != args.ports])
+    return steps
+
+
 async def run_main(args: argparse.Namespace) -> dict[str, Any]:
-    steps = 8 + 3 * len(args.scaling)  # setup, cold boot, baselines, 5 more; 3 per size
-    progress = Progress(steps)
+    progress = Progress(_steps(args))
     document: dict[str, Any] = {
         "ports": args.ports,
         "mode": "quick" if args.quick else "full",
+        "only": list(args.only) if args.only is not None else None,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
         "git_commit": git_commit(),
@@ -166,23 +205,83 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         "network_types": list(args.network_types),
         "physical_network": PHYSNET,
         "notes": [] if "vxlan" in args.network_types else [VLAN_ONLY_NOTE],
+        "baselines": {},
     }
-    results: dict[str, ScenarioResult] = {}
-    world = World(args.ports, network_types=args.network_types, keep=args.keep)
-    if args.keep:
-        progress.note(f"work directory (kept): {world.workdir}")
-    session = Session(world, progress, args.timeout, args.profile)
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
         document["notes"].append(f"PROFILED with py-spy (stacks in {args.profile}): "
                                  "CPU and RSS figures are not the agent's alone")  # fmt: skip
+    results: dict[str, ScenarioResult] = {}
+    if wants(args, "cold_boot"):
+        await run_world(args, progress, document, results)
+    if wants(args, "cold_plug"):
+        result, limit = await run_cold_plug(args, args.ports, progress, "cold_plug", document)
+        if result is not None:
+            results["cold_plug"] = result
+        if limit is not None:
+            document["baselines"]["plug_limit"] = limit.to_json()
+    document["machine"]["loadavg_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
+    document["scenarios"] = {name: results[name].to_json() for name in results}
+    if args.scaling:
+        by_size: dict[str, Any] = {}
+        document["scaling"] = await run_scaling(args, progress, results, by_size)
+        if by_size:
+            document["cold_plug_scenarios"] = by_size
+    if wants(args, "cold_plug"):
+        document["cold_plug"] = cold_plug_rows(args.ports, results.get("cold_plug"),
+                                               document.get("scaling") or [])  # fmt: skip
+    document["targets"] = [
+        {"scenario": c.scenario, "what": c.what, "target": c.target, "measured": c.measured,
+         "met": c.met} for c in all_checks(document)
+    ]  # fmt: skip
+    return document
+
+
+def all_checks(document: dict[str, Any]) -> list[TargetCheck]:
+    """The targets of the scenarios run, and the cold plug's at each other size."""
+    results = {
+        name: ScenarioResult.from_json(name, data)
+        for name, data in document.get("scenarios", {}).items()
+    }
+    checks = check_targets(results)
+    skip = document["ports"] if "cold_plug" in results else None
+    return checks + size_checks(document.get("cold_plug") or [], skip)
+
+
+def cold_plug_rows(
+    ports: int, main: ScenarioResult | None, scaling: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """One cold-plug row per size: the main run's, then the scaling sizes' (pure)."""
+    rows = {ports: cold_plug_row(ports, main)}
+    for row in scaling:
+        if "cold_plug_seconds" in row and row["ports"] not in rows:
+            keep = ("ports", "cold_plug", "plug_limit")
+            rows[row["ports"]] = {key: value for key, value in row.items()
+                                  if key.startswith(keep)}  # fmt: skip
+    return [rows[size] for size in sorted(rows)]
+
+
+async def run_world(
+    args: argparse.Namespace,
+    progress: Progress,
+    document: dict[str, Any],
+    results: dict[str, ScenarioResult],
+) -> None:
+    """The main world: every scenario but the cold plug, both baselines (with ``--only
+    cold_boot``: the cold boot and the limit only)."""
+    full = args.only is None
+    world = World(args.ports, network_types=args.network_types, keep=args.keep)
+    if args.keep:
+        progress.note(f"work directory (kept): {world.workdir}")
+    session = Session(world, progress, args.timeout, args.profile)
     progress.begin(f"setting up {args.ports} ports")
+    legacy: LegacyResult | None = None
+    one_port_limit = None
+    limit = storm_limit = None
     try:
         await session.start()
         await session.watch.start()
-        document["security_groups"] = len(world.topology.security_groups)
-        document["networks"] = len(world.topology.networks)
-        document["tunnel_ports"] = sorted(session.overlay.tunnel_ports()) if session.overlay else []
+        _describe_world(document, session)
         progress.finish("world ready")
 
         await _scenario(
@@ -190,35 +289,62 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         )
         progress.begin("baselines")
         limit = await _limit_of_current_dump(session)
-        legacy, legacy_ports = await _legacy(session, args.legacy_sample)
-        one_port_limit = await _single_port_limit(session, legacy_ports)
+        if full:
+            legacy, legacy_ports = await _legacy(session, args.legacy_sample)
+            one_port_limit = await _single_port_limit(session, legacy_ports)
         document["flows"] = sum(len(f) for f in (await session.expectation()).values())
-        progress.finish(f"limit {limit:.3f} s, legacy {legacy.seconds:.1f} s")
-
-        await _scenario(progress, "agent_restart", results,
-                        lambda: scenarios.agent_restart(session), session)  # fmt: skip
-        await _scenario(
-            progress, "ovs_restart", results, lambda: scenarios.ovs_restart(session), session
-        )
-        storm = await _scenario(progress, "reboot_storm", results,
-                                lambda: scenarios.reboot_storm(session), session)  # fmt: skip
-        storm_limit = await _limit_of_current_dump(session) if storm else limit
-        reboots = functools.partial(
-            scenarios.single_reboots, session, args.reboots, args.reboot_budget
-        )
-        await _scenario(progress, "single_reboot", results, reboots, session)
-        await _scenario(progress, "snapshot_restore", results,
-                        lambda: scenarios.snapshot_restore(session), session)  # fmt: skip
+        legacy_text = "" if legacy is None else f", legacy {legacy.seconds:.1f} s"
+        progress.finish(f"limit {limit:.3f} s{legacy_text}")
+        storm_limit = limit
+        if full:
+            await _scenario(progress, "agent_restart", results,
+                            lambda: scenarios.agent_restart(session), session)  # fmt: skip
+            await _scenario(
+                progress, "ovs_restart", results, lambda: scenarios.ovs_restart(session), session
+            )
+            storm = await _scenario(progress, "reboot_storm", results,
+                                    lambda: scenarios.reboot_storm(session), session)  # fmt: skip
+            storm_limit = await _limit_of_current_dump(session) if storm else limit
+            reboots = functools.partial(
+                scenarios.single_reboots, session, args.reboots, args.reboot_budget
+            )
+            await _scenario(progress, "single_reboot", results, reboots, session)
+            await _scenario(progress, "snapshot_restore", results,
+                            lambda: scenarios.snapshot_restore(session), session)  # fmt: skip
     finally:
         await session.close()
+    if limit is None:
+        return
+    _set_baselines(results, limit, storm_limit or limit, legacy, one_port_limit)
+    baselines = document["baselines"]
+    baselines["limit_seconds"] = round(limit, 4)
+    baselines["limit_after_storm_seconds"] = round(storm_limit or limit, 4)
+    if legacy is not None and one_port_limit is not None:
+        baselines.update(
+            limit_one_port_seconds=round(one_port_limit, 5),
+            legacy_seconds=round(legacy.seconds, 2),
+            legacy_per_port_mean_seconds=round(legacy.per_port_mean, 4),
+            legacy_shared_flows_seconds=round(legacy.shared_seconds, 3),
+            legacy_timed_ports=legacy.extrapolated_from,
+        )
 
-    extrapolated = legacy.extrapolated_from if legacy.extrapolated_from < legacy.ports else None
+
+def _set_baselines(
+    results: dict[str, ScenarioResult],
+    limit: float,
+    storm_limit: float,
+    legacy: LegacyResult | None,
+    one_port_limit: float | None,
+) -> None:
+    extrapolated = None
+    if legacy is not None and legacy.extrapolated_from < legacy.ports:
+        extrapolated = legacy.extrapolated_from
     for name, result in results.items():
-        if "error" in result.details:
+        if "error" in result.details or name == "cold_plug":
             continue
         if name == "single_reboot":
             result.limit_seconds = one_port_limit
-            result.legacy_seconds = legacy.per_port_mean
+            result.legacy_seconds = None if legacy is None else legacy.per_port_mean
             result.details["legacy_note"] = (
                 "neutron's per-port subprocess work only; its rpc_loop polling (up to 2 s) is extra"
             )
@@ -226,71 +352,143 @@ async def run_main(args: argparse.Namespace) -> dict[str, Any]:
         if name != "agent_restart":
             result.limit_seconds = storm_limit if name == "reboot_storm" else limit
         else:
-            result.details["legacy_flowmods"] = document["flows"]
+            result.details["legacy_flowmods"] = result.details.get("verified", {}).get("flows")
             result.details["legacy_note"] = (
                 "neutron reinstalls every flow with a new cookie, then deletes the old ones"
             )
-        result.legacy_seconds = legacy.seconds
-        if extrapolated:
-            result.details["legacy_extrapolated_from"] = extrapolated
-    document["baselines"] = {
-        "limit_seconds": round(limit, 4),
-        "limit_after_storm_seconds": round(storm_limit, 4),
-        "limit_one_port_seconds": round(one_port_limit, 5),
-        "legacy_seconds": round(legacy.seconds, 2),
-        "legacy_per_port_mean_seconds": round(legacy.per_port_mean, 4),
-        "legacy_shared_flows_seconds": round(legacy.shared_seconds, 3),
-        "legacy_timed_ports": legacy.extrapolated_from,
-    }
+        if legacy is not None:
+            result.legacy_seconds = legacy.seconds
+            if extrapolated:
+                result.details["legacy_extrapolated_from"] = extrapolated
 
-    document["machine"]["loadavg_end"] = " ".join(f"{v:.2f}" for v in os.getloadavg())
-    document["scenarios"] = {name: results[name].to_json() for name in results}
-    if args.scaling:
-        document["scaling"] = await run_scaling(args, progress, results)
-    document["targets"] = [
-        {"scenario": c.scenario, "what": c.what, "target": c.target, "measured": c.measured,
-         "met": c.met} for c in check_targets(results)
-    ]  # fmt: skip
-    return document
+
+def _describe_world(document: dict[str, Any] | None, session: Session) -> None:
+    """The main world's shape in the document (the first world's, when only a cold plug runs)."""
+    if document is None or "networks" in document:
+        return
+    document["security_groups"] = len(session.world.topology.security_groups)
+    document["networks"] = len(session.world.topology.networks)
+    overlay = session.overlay
+    document["tunnel_ports"] = sorted(overlay.tunnel_ports()) if overlay is not None else []
+
+
+async def run_cold_plug(
+    args: argparse.Namespace,
+    ports: int,
+    progress: Progress,
+    name: str,
+    document: dict[str, Any] | None = None,
+) -> tuple[ScenarioResult | None, PlugLimit | None]:
+    """Cold boot with the agent running, on a world of its own (the agent idle on a switch with
+    no VM port, then one transaction plugs ``ports``), and the plug limit for the same ports
+    and flows, run once the world is gone (nothing else of the suite's running)."""
+    results: dict[str, ScenarioResult] = {}
+    world = World(ports, network_types=args.network_types, keep=args.keep)
+    if args.keep:
+        progress.note(f"{name}: work directory (kept): {world.workdir}")
+    session = Session(world, progress, args.timeout, args.profile)
+    setup: list[list[str]] = []
+    plug: list[list[str]] = []
+    dumps: dict[str, list[str]] = {}
+    progress.begin(f"{name}: {ports} ports, agent idle on a switch with none")
+    try:
+        await session.start(plug=False)
+        await session.watch.start()
+        _describe_world(document, session)
+        await scenarios.idle_agent(session)
+        progress.finish("agent idle")
+        await _scenario(progress, name, results, lambda: scenarios.cold_plug(session), session)
+        if name in results and "error" not in results[name].details:
+            dumps = {bridge: await session.verifier.dump(bridge) for bridge in world.bridges}
+            if document is not None and "flows" not in document:
+                document["flows"] = sum(len(lines) for lines in dumps.values())
+            vlans = await session.local_vlans()
+            plug = [vm.plug_args(session.ofports[vm.tap], vlans[vm.network_id])
+                    for vm in world.vms]  # fmt: skip
+            setup = await world.switch_copy(vm.tap for vm in world.vms)
+    except Exception as exc:
+        progress.note(f"{name}: FAILED: {type(exc).__name__}: {exc}")
+        results.setdefault(name, ScenarioResult(name, details={"error": f"{exc}"}))
+    finally:
+        await session.close()
+    result = results.get(name)
+    if result is None or not plug:
+        return result, None
+    runs = 3 if ports <= LIMIT_RUNS_UP_TO else 1
+    progress.begin(f"{name}: plug limit ({runs} runs)")
+    try:
+        limit = await plug_limit(setup, plug, dumps, runs=runs)
+    except Exception as exc:
+        progress.note(f"{name}: the plug limit FAILED: {type(exc).__name__}: {exc}")
+        result.details["limit_error"] = f"{type(exc).__name__}: {exc}"
+        progress.finish("failed")
+        return result, None
+    set_plug_limit(result, limit.seconds, limit.vswitchd_cpu_seconds)
+    result.details["limit_runs"] = limit.to_json()["runs"]
+    progress.finish(f"limit {limit.seconds:.2f} s, vswitchd CPU {limit.vswitchd_cpu_seconds:.2f} s")
+    return result, limit
 
 
 async def run_scaling(
-    args: argparse.Namespace, progress: Progress, main: dict[str, ScenarioResult]
+    args: argparse.Namespace,
+    progress: Progress,
+    main: dict[str, ScenarioResult],
+    scenarios_by_size: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Cold boot and OVS restart at each size (the main run's figures at its own size)."""
+    """Cold boot and OVS restart, and the cold plug against its limit, at each size (the
+    main run's figures at its own size); ``--only`` keeps what it names. The cold plug's
+    whole result per size goes into ``scenarios_by_size``."""
     rows = []
     for ports in args.scaling:
-        progress.begin(f"scaling: {ports} ports")
-        if ports == args.ports and "cold_boot" in main and "ovs_restart" in main:
-            cold, restart = main["cold_boot"], main["ovs_restart"]
-            row = _scaling_row(ports, cold, restart, cold.limit_seconds)
-            row["flows"] = cold.details.get("verified", {}).get("flows")
-            rows.append(row)
-            progress.finish("from the main run")
-            continue
-        results: dict[str, ScenarioResult] = {}
-        session = Session(World(ports, network_types=args.network_types), progress, args.timeout)
-        limit = None
-        cold_name, restart_name = f"scaling {ports}: cold boot", f"scaling {ports}: OVS restart"
-        try:
-            await session.start()
-            await session.watch.start()
-            boot = functools.partial(scenarios.cold_boot, session)
-            if await _scenario(progress, cold_name, results, boot, session):
-                limit = await _limit_of_current_dump(session)
+        row: dict[str, Any] = {"ports": ports}
+        if wants(args, "cold_boot"):
+            row.update(await _scaled_world(args, progress, main, ports))
+        if wants(args, "cold_plug"):
+            plugged = main.get("cold_plug") if ports == args.ports else None
+            if plugged is None:
+                plugged, _ = await run_cold_plug(
+                    args, ports, progress, f"scaling {ports}: cold plug"
+                )
+                if plugged is not None:  # every figure of the run, beside the row's
+                    scenarios_by_size[str(ports)] = plugged.to_json()
+            row.update(cold_plug_row(ports, plugged))
+        rows.append(row)
+    return rows
+
+
+async def _scaled_world(
+    args: argparse.Namespace, progress: Progress, main: dict[str, ScenarioResult], ports: int
+) -> dict[str, Any]:
+    progress.begin(f"scaling: {ports} ports")
+    if ports == args.ports and "cold_boot" in main:
+        cold, restart = main["cold_boot"], main.get("ovs_restart")
+        row = _scaling_row(ports, cold, restart, cold.limit_seconds)
+        row["flows"] = cold.details.get("verified", {}).get("flows")
+        progress.finish("from the main run")
+        return row
+    results: dict[str, ScenarioResult] = {}
+    session = Session(World(ports, network_types=args.network_types), progress, args.timeout)
+    limit = None
+    cold_name, restart_name = f"scaling {ports}: cold boot", f"scaling {ports}: OVS restart"
+    try:
+        await session.start()
+        await session.watch.start()
+        boot = functools.partial(scenarios.cold_boot, session)
+        if await _scenario(progress, cold_name, results, boot, session):
+            limit = await _limit_of_current_dump(session)
+            if args.only is None:
                 again = functools.partial(scenarios.ovs_restart, session)
                 await _scenario(progress, restart_name, results, again, session)
-        except Exception as exc:
-            progress.note(f"scaling {ports}: FAILED: {exc}")
-        finally:
-            await session.close()
-        scaled_cold = results.get(cold_name)
-        row = _scaling_row(ports, scaled_cold, results.get(restart_name), limit)
-        if scaled_cold is not None:
-            row["flows"] = scaled_cold.details.get("verified", {}).get("flows")
-        rows.append(row)
-        progress.finish("done")
-    return rows
+    except Exception as exc:
+        progress.note(f"scaling {ports}: FAILED: {exc}")
+    finally:
+        await session.close()
+    scaled_cold = results.get(cold_name)
+    row = _scaling_row(ports, scaled_cold, results.get(restart_name), limit)
+    if scaled_cold is not None:
+        row["flows"] = scaled_cold.details.get("verified", {}).get("flows")
+    progress.finish("done")
+    return row
 
 
 def _scaling_row(
@@ -313,21 +511,32 @@ def _scaling_row(
         "cold_boot_vswitchd_cpu_seconds": None
         if cold is None
         else cold.details.get("vswitchd_cpu_seconds"),
+        "cold_boot_tag_wait_seconds": None
+        if cold is None
+        else cold.details.get("tag_wait_seconds"),
+        "cold_boot_polling_vswitchd_cpu_at_most": None
+        if cold is None
+        else cold.details.get("suite_polling", {}).get("vswitchd_cpu_seconds_at_most"),
     }
 
 
-def write_outputs(document: dict[str, Any], out: Path, quick: bool) -> list[Path]:
+def output_stem(args: argparse.Namespace) -> str:
+    """results / results-quick / results-<only> unless ``--stem`` names it (pure)."""
+    if args.stem:
+        return str(args.stem)
+    if args.only is not None:
+        return "results-" + "-".join(args.only)
+    return "results-quick" if args.quick else "results"
+
+
+def write_outputs(document: dict[str, Any], out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    stem = "results-quick" if quick else "results"
     written = []
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(document, indent=1) + "\n")
     written.append(json_path)
-    checks = check_targets(
-        {n: ScenarioResult.from_json(n, d) for n, d in document.get("scenarios", {}).items()}
-    )
     md_path = out / f"{stem}.md"
-    md_path.write_text(render(document, checks))
+    md_path.write_text(render(document, all_checks(document)))
     written.append(md_path)
     samples = document.get("scenarios", {}).get("single_reboot", {}).get("samples_ms", {})
     plot = latency_plot(samples, document["ports"], out / f"{stem}-reboot-latency.png")
@@ -347,6 +556,14 @@ def _network_types(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _only(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in ONLY]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"one or more of {', '.join(ONLY)}, not {text!r}")
+    return names
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.suite",
@@ -360,6 +577,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick",
         action=argparse.BooleanOptionalAction,
         help="CI-sized run: results-quick.*, no scaling (default: when ports < 1000)",
+    )
+    option(
+        "--only",
+        type=_only,
+        help=f"run only these scenarios ({', '.join(ONLY)}; comma-separated), at --ports and "
+        "at each --scaling-sizes unless --no-scaling; writes results-<only>.* (see --stem)",
     )
     option(
         "--reboot-budget",
@@ -379,7 +602,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--scaling-sizes",
         type=lambda text: [int(part) for part in text.split(",")],
         default=list(SCALING_SIZES),
-        help="default 100,300,1000,3000",
+        help="default " + ",".join(str(size) for size in SCALING_SIZES),
     )
     option(
         "--legacy-sample",
@@ -396,6 +619,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     option("--profile", type=Path, help="run the agent under py-spy; stacks to this folder")
     option("--keep", action="store_true", help="keep the work directory (agent and OVS logs)")
     option("--out", type=Path, default=RESULTS, help="results folder")
+    option(
+        "--stem",
+        help="output file names <stem>.json/.md/-*.png (default results, results-quick, or "
+        "results-<only>): a partial run never overwrites results.json",
+    )
     args = parser.parse_args(argv)
     if args.ports < 2:
         parser.error("--ports must be at least 2")
@@ -407,13 +635,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def room_for_long_commands(stack_bytes: int = 64 << 20) -> None:
+    """One ovs-vsctl transaction plugging 5000 ports with their tags is ~2 MB of argv, the
+    default limit (a quarter of the stack rlimit, which children inherit): raise the soft
+    stack limit so that such commands can run."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft != resource.RLIM_INFINITY and soft < stack_bytes:
+        wanted = stack_bytes if hard == resource.RLIM_INFINITY else min(stack_bytes, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_STACK, (wanted, hard))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    room_for_long_commands()
     document = uvloop.run(run_main(args))
-    for path in write_outputs(document, args.out, args.quick):
+    for path in write_outputs(document, args.out, output_stem(args)):
         print(f"wrote {path}", file=sys.stderr)
-    results = {n: ScenarioResult.from_json(n, d) for n, d in document["scenarios"].items()}
-    print(render(document, check_targets(results)))
+    print(render(document, all_checks(document)))
     failed = [n for n, d in document["scenarios"].items() if "error" in d]
     return 1 if failed else 0
 

@@ -36,6 +36,7 @@ class AgentSettings:
     rpc_response_timeout: float = 10.0
     rpc_response_max_timeout: float = 20.0
     report_interval: float = 30.0
+    port_metadata_delay: float | None = None  # None: neutron's Port rows written at stop only
 
 
 def _toml_value(value: object) -> str:
@@ -57,6 +58,8 @@ def config_toml(settings: AgentSettings) -> str:
     }
     if settings.local_ip is not None:
         ovs["local_ip"] = settings.local_ip
+    if settings.port_metadata_delay is not None:
+        ovs["port_metadata_delay"] = settings.port_metadata_delay
     agent: dict[str, object] = {
         "state_path": str(settings.state_path),
         "report_interval": settings.report_interval,

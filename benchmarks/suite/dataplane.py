@@ -28,6 +28,7 @@ from typing import Any
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
+from aovs.dataplane.compose import BridgeFlows
 from aovs.openflow.channel import OpenFlowChannel
 from aovs.openflow.errors import OpenFlowError
 from aovs.openflow.flows import Flow
@@ -35,7 +36,6 @@ from aovs.openflow.messages import DATAPATH
 from aovs.openflow.ofctl_text import to_ofctl
 from aovs.openflow.reconcile import stable_cookie
 from aovs.sandbox import OVSSandbox
-from benchmarks.suite.expected import BridgeFlows
 from benchmarks.suite.world import (
     INTEGRATION_BRIDGE,
     PHYSICAL_BRIDGE,
@@ -50,6 +50,18 @@ POLL_INTERVAL = 0.003  # probe ports: a lookup on one table and in_port, cheap f
 COUNT_INTERVAL = 0.05  # whole-bridge counts walk every flow: rarer, so the suite's own polling
 # never competes with the agent for ovs-vswitchd's main thread
 REQUEST_TIMEOUT = 2.0
+
+
+def cold_boot_intervals(ports: int) -> tuple[float, float]:
+    """(probe poll, count) intervals for a cold boot of ``ports``: each OpenFlow request costs
+    ovs-vswitchd a main-loop wakeup whose work grows with its ports (~0.14 ms of CPU at 1000
+    ports, measured), and a count walks every flow (~30 ms at 1000 ports), so the suite's own
+    polling would otherwise weigh in the cold boot's ovs-vswitchd CPU; coarser polling costs a
+    resolution that stays ~1% of a cold boot's time (pure)."""
+    poll = min(0.05, max(POLL_INTERVAL, ports * 1e-5))
+    return poll, max(COUNT_INTERVAL, ports * 1e-4)
+
+
 OUTSIDE_MAC = "fa:16:3e:ee:ee:01"
 OUTSIDE_IP = "192.168.77.7"  # in no security group, outside 10.0.0.0/8
 SPOOFED_MAC = "fa:16:3e:66:66:66"
@@ -81,6 +93,9 @@ class FlowWatch:
             for bridge in bridges
         }
         self._last_count = 0.0
+        self._next_probe = 0  # the probe that failed last: asked first (one request a poll)
+        self.probe_requests = 0  # every request costs ovs-vswitchd a main-loop wakeup
+        self.count_rounds = 0
 
     async def start(self, within: float = 30.0) -> None:
         await asyncio.gather(*(c.start(within=within) for c in self.channels.values()))
@@ -109,21 +124,52 @@ class FlowWatch:
             return None
         return int(reply.flow_count)
 
-    async def matches(self, counts: Mapping[str, int], probes: Sequence[Probe]) -> bool:
+    async def matches(
+        self,
+        counts: Mapping[str, int],
+        probes: Sequence[Probe],
+        count_interval: float = COUNT_INTERVAL,
+    ) -> bool:
         """Every probe port is wired and every bridge holds exactly ``counts`` flows (asked
-        only once the probes pass, and at most every COUNT_INTERVAL)."""
-        for probe in probes:
+        only once the probes pass, and at most every ``count_interval``). The probe that
+        failed last is asked first, so a poll before convergence costs one request."""
+        for step in range(len(probes)):
+            index = (self._next_probe + step) % len(probes)
+            probe = probes[index]
+            self.probe_requests += 1
             got = await self.count(probe.bridge, probe.table, in_port=probe.ofport)
             if got != probe.count:
+                self._next_probe = index
                 return False
         now = time.monotonic()
-        if now - self._last_count < COUNT_INTERVAL:
-            await asyncio.sleep(COUNT_INTERVAL - (now - self._last_count))
+        if now - self._last_count < count_interval:
+            await asyncio.sleep(count_interval - (now - self._last_count))
         self._last_count = time.monotonic()
+        self.count_rounds += 1
         for bridge, expected in counts.items():
             if await self.count(bridge) != expected:
                 return False
         return True
+
+    async def polling_cost(
+        self, counts: Mapping[str, int], probes: Sequence[Probe], cpu: Callable[[], float | None]
+    ) -> tuple[float, float] | None:
+        """ovs-vswitchd's CPU seconds per probe request and per count round, measured now (on
+        the converged switch) by ``cpu`` samples around 400 probes and 4 count rounds."""
+        if not probes:
+            return None
+        before = cpu()
+        for index in range(400):
+            probe = probes[index % len(probes)]
+            await self.count(probe.bridge, probe.table, in_port=probe.ofport)
+        middle = cpu()
+        for _ in range(4):
+            for bridge in counts:
+                await self.count(bridge)
+        after = cpu()
+        if before is None or middle is None or after is None:
+            return None
+        return (middle - before) / 400, (after - middle) / 4
 
     async def wait_port(self, probe: Probe, within: float) -> float:
         """Poll until one port is wired; the monotonic time it was first seen so."""
@@ -199,9 +245,12 @@ class Verifier:
         self.reference = reference
         self._canonical: dict[tuple[str, int], tuple[frozenset[Flow], list[str]]] = {}
 
-    async def dump(self, bridge: str, sandbox: OVSSandbox | None = None) -> list[str]:
+    async def dump(
+        self, bridge: str, sandbox: OVSSandbox | None = None, table: int | None = None
+    ) -> list[str]:
+        only = [] if table is None else [f"table={table}"]
         out = await ofctl(sandbox or self.sandbox, "dump-flows", "--no-stats", "--no-names",
-                          bridge)  # fmt: skip
+                          bridge, *only)  # fmt: skip
         return dump_lines(out)
 
     async def canonical(self, bridge: str, flows: frozenset[Flow]) -> list[str]:
@@ -328,6 +377,7 @@ class Convergence:
     matched_at: float | None  # monotonic; None: never within the deadline
     verdict: Verdict
     full_checks: int
+    problems: list[str] = field(default_factory=list)  # what the failed full checks found
 
 
 async def wait_correct(
@@ -341,26 +391,35 @@ async def wait_correct(
     alive: Callable[[], None] = lambda: None,
     on_wait: Callable[[str], None] = lambda _: None,
     on_match: Callable[[], None] = lambda: None,
+    after_match: Callable[[], Awaitable[None]] | None = None,
+    poll_interval: float = POLL_INTERVAL,
+    count_interval: float = COUNT_INTERVAL,
 ) -> Convergence:
     """Poll the cheap level until it matches, then prove it with the full check and traces;
-    on a failed proof keep polling (the agent may still be converging) until ``within``."""
+    on a failed proof keep polling (the agent may still be converging) until ``within``.
+    ``after_match`` runs between the match and the full check (e.g. waiting for the agent's
+    later OVSDB writes before ovs-vswitchd's CPU is sampled)."""
     deadline = time.monotonic() + within
     checks = 0
+    problems: list[str] = []
     last = Verdict(ok=False, problem="flow counts never matched")
     while time.monotonic() < deadline:
         alive()
-        if not await watch.matches(counts, probes):
+        if not await watch.matches(counts, probes, count_interval):
             on_wait("waiting for the flows")
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(poll_interval)
             continue
         matched_at = time.monotonic()
         on_match()
+        if after_match is not None:
+            await after_match()
         on_wait("counts match: full check")
         checks += 1
         try:
             expected = await expectation()
         except ValueError as exc:  # e.g. a port without its VLAN yet
             last = Verdict(ok=False, problem=str(exc))
+            problems.append(f"{time.monotonic() - matched_at:.2f} s: {exc}"[:300])
             await asyncio.sleep(0.1)
             continue
         last = await verifier.check(expected)
@@ -370,9 +429,12 @@ async def wait_correct(
                 last.ok = False
                 last.problem = f"{last.traces['failed']} trace verdicts wrong"
         if last.ok:
-            return Convergence(matched_at, last, checks)
+            return Convergence(matched_at, last, checks, problems[:5])
+        examples = last.examples[:2] or list(last.traces.get("failures", []))[:2]
+        problems.append(f"{time.monotonic() - matched_at:.2f} s: {last.problem}: "
+                        f"{'; '.join(examples)}"[:300])  # fmt: skip
         await asyncio.sleep(0.1)
-    return Convergence(None, last, checks)
+    return Convergence(None, last, checks, problems[:5])
 
 
 async def flows_younger_than(sandbox: OVSSandbox, bridge: str, seconds: float) -> int:

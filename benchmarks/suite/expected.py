@@ -1,17 +1,20 @@
 """The flows the dataplane must hold: the agent's own specification, from the world's state.
 
 From the world as the switch and the server know it: the simulator's replies (device details
-and security-group info for every port, parsed by aovs.rpc's reply parsers), the ofports and the
-local VLANs (``Port.tag``) OVSDB reports, the patch ports' ofports. They make a
-:class:`aovs.dataplane.compose.DataplaneState` (every port wired, the openvswitch firewall; with
-an overlay, br-tun's tunnel state once ``tunnel_sync`` answered without l2population and the
-tunnel ports exist), and :func:`aovs.dataplane.compose.desired_flows` says what ``dump-flows``
-must show. The state comes from the switch and the server, never from the agent's process: a bug
-in its bookkeeping shows up as a difference.
+and security-group info for every port, parsed by aovs.rpc's reply parsers), the ofports OVSDB
+reports, the local VLANs (``Port.tag``; for a port the agent has not tagged yet, as it writes
+Port.tag lazily after the port forwards, the conntrack zone its table-60 flow loads: see
+``port_zones``; every port of a network must agree either way), the patch ports' ofports.
+They make a :class:`aovs.dataplane.compose.DataplaneState` (every port wired, the openvswitch
+firewall; with an overlay, br-tun's tunnel state once ``tunnel_sync`` answered without
+l2population and the tunnel ports exist), and :func:`aovs.dataplane.compose.desired_flows` says
+what ``dump-flows`` must show. The state comes from the switch and the server, never from the
+agent's process: a bug in its bookkeeping shows up as a difference.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -150,6 +153,39 @@ def local_vlans(
     if len(set(vlans.values())) != len(vlans):
         raise ExpectationError("two networks share a local VLAN")
     return vlans
+
+
+ZONE_LOAD = re.compile(r"\bin_port=(\d+)\b.*\bset_field:(0x[0-9a-f]+|\d+)->reg6\b")
+
+
+def port_zones(table_60: Sequence[str]) -> dict[int, int]:
+    """ofport -> the conntrack zone (reg6) its table-60 flows load, from ``dump-flows`` lines
+    of the openvswitch firewall's TRANSIENT table: the port's local VLAN (pure)."""
+    zones: dict[int, int] = {}
+    for line in table_60:
+        found = ZONE_LOAD.search(line)
+        if found is not None:
+            zones[int(found.group(1))] = int(found.group(2), 0)
+    return zones
+
+
+def vlan_sources(
+    vms: Sequence[VmPort],
+    tags: Mapping[str, int | None],
+    zones: Mapping[int, int],
+    ofports: Mapping[str, int],
+) -> dict[str, int | None]:
+    """tap -> its local VLAN: the Port.tag when it is one (1..4094), else the zone its flows
+    load (the agent writes Port.tag after the port forwards), else None (pure)."""
+    found: dict[str, int | None] = {}
+    for vm in vms:
+        tag = tags.get(vm.tap)
+        if tag is not None and 1 <= tag <= 4094:
+            found[vm.tap] = tag
+        else:
+            ofport = ofports.get(vm.tap)
+            found[vm.tap] = None if ofport is None else zones.get(ofport)
+    return found
 
 
 def dataplane_state(

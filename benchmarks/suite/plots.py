@@ -12,39 +12,55 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after choosing the Agg backend
 
 
+def _series(axis: Any, rows: Sequence[Mapping[str, Any]], key: str, label: str, style: str) -> None:
+    """One curve through the rows that measured ``key`` (at least two)."""
+    points = [(row["ports"], row[key]) for row in rows if row.get(key) is not None]
+    if len(points) >= 2:
+        axis.plot([p for p, _ in points], [v for _, v in points], style, label=label)
+
+
+def _log_axes(axis: Any, ylabel: str, title: str) -> None:
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlabel("VM ports")
+    axis.set_ylabel(ylabel)
+    axis.set_title(title)
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7)
+
+
 def scaling_plot(rows: Sequence[Mapping[str, Any]], path: Path) -> Path | None:
-    """Seconds (left) and peak RSS (right) against ports, log-log, with the practical limit."""
-    rows = [row for row in rows if row.get("cold_boot_seconds") is not None]
+    """Seconds, ovs-vswitchd CPU seconds and peak RSS against ports, log-log, with the limits."""
+    measured = ("cold_boot_seconds", "cold_plug_seconds")
+    rows = [row for row in rows if any(row.get(key) is not None for key in measured)]
     if len(rows) < 2:
         return None
-    ports = [row["ports"] for row in rows]
-    figure, (times, memory) = plt.subplots(1, 2, figsize=(11, 4.5))
-    series = (
+    figure, (times, switch, memory) = plt.subplots(1, 3, figsize=(15, 4.5))
+    for key, label, style in (
         ("cold_boot_seconds", "cold boot (agent start -> verified, RPC included)", "o-"),
         ("ovs_restart_seconds", "OVS restart (OpenFlow up -> verified)", "s-"),
-        ("limit_seconds", "practical limit (ovs-ofctl --bundle)", "k--"),
-    )
-    for key, label, style in series:
-        values = [row.get(key) for row in rows]
-        if all(value is not None for value in values):
-            times.plot(ports, values, style, label=label)
-    times.set_xscale("log")
-    times.set_yscale("log")
-    times.set_xlabel("VM ports")
-    times.set_ylabel("seconds")
-    times.set_title("time to a correct dataplane")
-    times.grid(True, which="both", alpha=0.3)
-    times.legend(fontsize=8)
-    rss = [row.get("peak_rss_mb") for row in rows]
-    if all(value is not None for value in rss):
-        memory.plot(ports, rss, "o-", color="tab:purple", label="agent peak RSS (cold boot)")
+        ("limit_seconds", "limit (ovs-ofctl --bundle)", "k--"),
+        ("cold_plug_seconds", "cold boot, agent running (ovs-vsctl -> verified)", "^-"),
+        ("plug_limit_seconds", "limit (ovs-vsctl with tags + ovs-ofctl --bundle)", "k:"),
+    ):
+        _series(times, rows, key, label, style)
+    _log_axes(times, "seconds", "time to a correct dataplane")
+    for key, label, style in (
+        ("cold_boot_vswitchd_cpu_seconds", "cold boot (agent start)", "o-"),
+        ("cold_plug_vswitchd_cpu_seconds", "cold boot, agent running", "^-"),
+        ("plug_limit_vswitchd_cpu_seconds", "limit (ovs-vsctl with tags + --bundle)", "k:"),
+    ):
+        _series(switch, rows, key, label, style)
+    _log_axes(switch, "CPU seconds", "ovs-vswitchd CPU (until every Port.tag)")
+    _series(memory, rows, "peak_rss_mb", "agent peak RSS (cold boot)", "o-")
+    _series(memory, rows, "cold_plug_peak_rss_mb", "agent peak RSS (agent running)", "^-")
     memory.axhline(150, color="tab:red", linestyle=":", label="target 150 MB")
     memory.set_xscale("log")
     memory.set_xlabel("VM ports")
     memory.set_ylabel("MB")
     memory.set_title("agent memory")
     memory.grid(True, which="both", alpha=0.3)
-    memory.legend(fontsize=8)
+    memory.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

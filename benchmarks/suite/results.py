@@ -3,7 +3,9 @@
 ``results.json`` is ``{"ports": N, "machine": {...}, "scenarios": {NAME: {"seconds": ..,
 "limit_seconds": .., "legacy_seconds": .., "cpu_seconds": .., "peak_rss_mb": .., ...}}, ...}``.
 A figure that was not measured is ``null``, never a guess; an extrapolated baseline says so
-(``legacy_extrapolated_from`` ports).
+(``legacy_extrapolated_from`` ports). ``cold_plug`` (cold boot with the agent running) carries
+``vswitchd_cpu_seconds``, ``limit_vswitchd_cpu_seconds`` and ``vswitchd_cpu_vs_limit`` against
+the plug limit (``baselines.plug_limit``); ``cold_plug_row`` flattens them per size.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 SCENARIOS = (
     "cold_boot",
+    "cold_plug",
     "snapshot_restore",
     "ovs_restart",
     "agent_restart",
@@ -24,6 +27,7 @@ SCENARIOS = (
 )
 TITLES = {
     "cold_boot": "1. cold boot (RPC answers)",
+    "cold_plug": "1b. cold boot, agent running (one ovs-vsctl plugs all)",
     "snapshot_restore": "2. host reboot, server down (snapshot)",
     "ovs_restart": "3. OVS restart (after OpenFlow answers)",
     "agent_restart": "4. agent restart",
@@ -127,6 +131,7 @@ class TargetCheck:
 
 
 LIMIT_FACTOR = 1.5
+VSWITCHD_CPU_FACTOR = 1.2  # issue 19: a cold boot's ovs-vswitchd CPU against the limit run's
 PEAK_RSS_MB = 150.0
 SECONDS_TARGETS = {
     "cold_boot": 3.0,
@@ -169,5 +174,91 @@ def check_targets(results: Mapping[str, ScenarioResult]) -> list[TargetCheck]:
             checks.append(_upto(name, "p99 ofport -> flows", p99, SINGLE_REBOOT_P99_MS, "ms"))
         if result.vs_limit is not None:
             checks.append(_upto(name, "vs practical limit", result.vs_limit, LIMIT_FACTOR, "x"))
+        if name == "cold_plug":
+            cpu = vswitchd_cpu_vs_limit(result)
+            checks.append(_upto(name, "vswitchd CPU vs the limit's", cpu, VSWITCHD_CPU_FACTOR,
+                                "x"))  # fmt: skip
         checks.append(_upto(name, "agent peak RSS", result.peak_rss_mb, PEAK_RSS_MB, "MB"))
     return checks
+
+
+# ---- cold boot with the agent running against the plug limit -------------------------------
+
+
+def set_plug_limit(result: ScenarioResult, seconds: float, vswitchd_cpu_seconds: float) -> None:
+    """The plug limit's wall time and ovs-vswitchd CPU as ``result``'s baseline."""
+    result.limit_seconds = seconds
+    result.details["limit_vswitchd_cpu_seconds"] = round(vswitchd_cpu_seconds, 3)
+    cpu = vswitchd_cpu_vs_limit(result)
+    result.details["vswitchd_cpu_vs_limit"] = None if cpu is None else round(cpu, 3)
+
+
+def vswitchd_cpu_vs_limit(result: ScenarioResult) -> float | None:
+    """ovs-vswitchd's CPU in the scenario over its CPU in the limit run (None: not measured)."""
+
+    def seconds(key: str) -> float | None:
+        value = result.details.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    return ratio(seconds("vswitchd_cpu_seconds"), seconds("limit_vswitchd_cpu_seconds"))
+
+
+def size_checks(rows: Sequence[Mapping[str, Any]], skip: int | None = None) -> list[TargetCheck]:
+    """The cold plug's targets at each size of ``rows`` (``cold_plug_row`` form) but ``skip``
+    (the main run's, checked with its scenario): wall time and ovs-vswitchd CPU vs the limit."""
+    checks = []
+    for row in sorted(rows, key=lambda row: int(row.get("ports", 0))):
+        if row.get("ports") == skip:
+            continue
+        name = f"cold_plug at {row.get('ports')}"
+        checks.append(_upto(name, "vs practical limit", row.get("cold_plug_vs_limit"),
+                            LIMIT_FACTOR, "x"))  # fmt: skip
+        checks.append(_upto(name, "vswitchd CPU vs the limit's",
+                            row.get("cold_plug_vswitchd_cpu_vs_limit"), VSWITCHD_CPU_FACTOR,
+                            "x"))  # fmt: skip
+    return checks
+
+
+def _median_of(runs: Any, key: str) -> float | None:
+    """The median of ``key`` over the limit's runs (None: none has it)."""
+    if not isinstance(runs, list):
+        return None
+    values = [run[key] for run in runs if isinstance(run, Mapping) and run.get(key) is not None]
+    return round(statistics.median(values), 4) if values else None
+
+
+def cold_plug_row(ports: int, result: ScenarioResult | None) -> dict[str, Any]:
+    """One size's cold boot with the agent running, against its limit, flat (the JSON's
+    ``cold_plug`` rows and the scaling rows' ``cold_plug_*`` keys); nulls when it failed."""
+    failed = result is None or "error" in result.details
+    good = ScenarioResult("cold_plug") if result is None or failed else result
+
+    def figure(value: float | None, digits: int = 3) -> float | None:
+        return None if value is None else round(value, digits)
+
+    return {
+        "ports": ports,
+        "cold_plug_seconds": figure(good.seconds, 4),
+        "plug_limit_seconds": figure(good.limit_seconds, 4),
+        "cold_plug_vs_limit": figure(good.vs_limit),
+        "cold_plug_vswitchd_cpu_seconds": good.details.get("vswitchd_cpu_seconds"),
+        "plug_limit_vswitchd_cpu_seconds": good.details.get("limit_vswitchd_cpu_seconds"),
+        "cold_plug_vswitchd_cpu_vs_limit": figure(vswitchd_cpu_vs_limit(good)),
+        "cold_plug_tag_wait_seconds": good.details.get("tag_wait_seconds"),
+        "cold_plug_polling_vswitchd_cpu_at_most": good.details.get("suite_polling", {}).get(
+            "vswitchd_cpu_seconds_at_most"
+        ),
+        # where ovs-vswitchd's CPU went: the plug command, the flows, after them (the tags)
+        "cold_plug_vswitchd_cpu_plug_command": good.details.get(
+            "vswitchd_cpu_plug_command_seconds"
+        ),
+        "cold_plug_vswitchd_cpu_after_flows": good.details.get("vswitchd_cpu_after_flows_seconds"),
+        "plug_limit_vsctl_seconds": _median_of(good.details.get("limit_runs"), "vsctl_seconds"),
+        "plug_limit_vsctl_vswitchd_cpu_seconds": _median_of(
+            good.details.get("limit_runs"), "vsctl_vswitchd_cpu_seconds"
+        ),
+        "cold_plug_agent_cpu_seconds": figure(good.cpu_seconds),
+        "cold_plug_peak_rss_mb": figure(good.peak_rss_mb, 1),
+        "cold_plug_flows": good.details.get("verified", {}).get("flows"),
+        "cold_plug_error": None if result is None else result.details.get("error"),
+    }

@@ -11,17 +11,20 @@ import asyncio
 import contextlib
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aovs.dataplane.compose import BridgeFlows
 from aovs.ovsdb import OVSDBClient
 from aovs.ovsdb.rows import EventKind
 from aovs.pipelines import tables
 from aovs.sandbox import OVSSandbox
 from benchmarks.suite.agent_process import AgentProcess, AgentSettings
 from benchmarks.suite.dataplane import (
+    COUNT_INTERVAL,
+    POLL_INTERVAL,
     Convergence,
     FlowWatch,
     Probe,
@@ -30,13 +33,14 @@ from benchmarks.suite.dataplane import (
     wait_correct,
 )
 from benchmarks.suite.expected import (
-    BridgeFlows,
     Overlay,
     ServerView,
     expected_flows,
     flows_in_port,
     local_vlans,
     patch_port_names,
+    port_zones,
+    vlan_sources,
 )
 from benchmarks.suite.progress import Progress
 from benchmarks.suite.usage import CpuSample, sample_pidfile
@@ -52,6 +56,7 @@ from benchmarks.suite.world import (
 PROBES = 12  # ports whose own flows are polled, besides the flow counts
 TRACED_PORTS = 6
 PROVISIONAL_OFPORT = 65000  # patch/tunnel ports before the agent made them: counts only
+PROVISIONAL_VM_OFPORT = 30000  # VM ports not plugged yet (cold plug): counts only
 
 
 class OfportArrivals:
@@ -99,6 +104,56 @@ class OfportArrivals:
             await self.client.close()
 
 
+class TagWatch:
+    """Port.tag of every Port, kept current by an OVSDB monitor of our own (no polling of
+    ovsdb-server, nothing asked of ovs-vswitchd)."""
+
+    def __init__(self, connection: str) -> None:
+        self.client = OVSDBClient(connection)
+        self._monitor: Any = None
+
+    async def start(self) -> None:
+        await self.client.start(timeout=30.0)
+        self._monitor = await self.client.monitor({"Port": ("name", "tag")}, emit_events=False)
+
+    def tags(self) -> dict[str, int | None]:
+        if self._monitor is None:
+            return {}
+        return {
+            str(row["name"]): row["tag"] if isinstance(row["tag"], int) else None
+            for row in self._monitor.rows("Port").values()
+        }
+
+    def untagged(self, names: Iterable[str]) -> list[str]:
+        """The named ports without a local VLAN tag (none, or 4095: the dead VLAN)."""
+        tags = self.tags()
+        return [name for name in names if not _local_vlan(tags.get(name))]
+
+    async def wait_all(
+        self, names: Sequence[str], within: float, on_wait: Callable[[str], None]
+    ) -> float | None:
+        """Poll our cache until every named port has a local VLAN tag: the monotonic time it was
+        first seen so; None when ``within`` passed first."""
+        deadline = time.monotonic() + within
+        while True:
+            missing = len(self.untagged(names))
+            now = time.monotonic()
+            if not missing:
+                return now
+            if now > deadline:
+                return None
+            on_wait(f"flows correct: {missing} ports still without Port.tag")
+            await asyncio.sleep(0.02)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.close()
+
+
+def _local_vlan(tag: int | None) -> bool:
+    return tag is not None and 1 <= tag <= 4094
+
+
 @dataclass(frozen=True)
 class Target:
     """Flow counts per bridge and probe ports' table-60 flow counts (ofport-independent)."""
@@ -125,14 +180,21 @@ class Session:
         self.state_path = world.workdir / "state"
         self.agent: AgentProcess | None = None
         self.ofports: dict[str, int] = {}
+        self.plugged: list[VmPort] = list(world.vms)  # the VM ports on the switch (all but in
+        # the cold plug's world, which starts with none)
+        self.switch_start: CpuSample | None = None  # set by a scenario that starts its own clock
         self.switch_mark: CpuSample | None = None  # ovs-vswitchd's CPU when the clock stopped
         self._runs = 0
 
-    async def start(self) -> None:
+    async def start(self, plug: bool = True) -> None:
+        """The world up; with ``plug`` every VM port plugged (else none: see ``cold_plug``)."""
         await asyncio.to_thread(self.reference.start)
         await self.world.start()
-        await self.world.plug_all()
-        self.ofports = await self.world.wait_ofports(vm.tap for vm in self.world.vms)
+        if plug:
+            await self.world.plug_all()
+            self.ofports = await self.world.wait_ofports(vm.tap for vm in self.world.vms)
+        else:
+            self.plugged = []
         await self.world.start_simulator()
 
     async def close(self) -> None:
@@ -181,7 +243,7 @@ class Session:
 
     # -- what the dataplane must be -----------------------------------------------------------
     def vms(self) -> Sequence[VmPort]:
-        return self.world.vms
+        return self.plugged
 
     async def refresh_ofports(self) -> dict[str, int]:
         found = await self.world.interfaces()
@@ -189,36 +251,56 @@ class Session:
         return self.ofports
 
     async def expectation(self) -> BridgeFlows:
-        """The flows for the switch's CURRENT ofports and Port tags (read from OVSDB); computed
-        in a thread, so the simulator in this process keeps answering the agent meanwhile."""
+        """The flows for the switch's CURRENT ofports and local VLANs (see ``local_vlans``);
+        computed in a thread, so the simulator in this process keeps answering the agent."""
         ofports = await self.refresh_ofports()
-        tags = await self.world.port_tags()
-        vlans = local_vlans(self.vms(), tags)
+        vlans = await self.local_vlans(ofports)
         return await asyncio.to_thread(
             expected_flows, self.server, self.vms(), ofports, vlans, self.overlay
         )
 
+    async def local_vlans(self, ofports: dict[str, int] | None = None) -> dict[str, int]:
+        """network id -> local VLAN: each port's Port.tag, and for a port the agent has not
+        tagged yet (it writes Port.tag lazily, after the port forwards) the conntrack zone its
+        table-60 flow loads into reg6 (the openvswitch firewall's zone IS the local VLAN).
+        Either way every port of a network must agree and no two networks may share one."""
+        tags = await self.world.port_tags()
+        if all(_local_vlan(tags.get(vm.tap)) for vm in self.vms()):
+            return local_vlans(self.vms(), tags)
+        ofports = ofports if ofports is not None else await self.refresh_ofports()
+        table = await self.verifier.dump(INTEGRATION_BRIDGE, table=tables.TRANSIENT_TABLE)
+        sources = vlan_sources(self.vms(), tags, port_zones(table), ofports)
+        return local_vlans(self.vms(), sources)
+
     async def target(self) -> Target:
         """What the cheap poll compares, computed BEFORE the event a scenario times (it costs
         CPU seconds at 1000 ports, which must not delay the agent or the simulator)."""
-        provisional = await asyncio.to_thread(self.provisional)
+        ofports = self._provisional_ofports()
+        provisional = await asyncio.to_thread(self.provisional, ofports)
         counts = {bridge: len(flows) for bridge, flows in provisional.items()}
         probes = [
-            (vm, flows_in_port(provisional[INTEGRATION_BRIDGE], self.ofports[vm.tap],
+            (vm, flows_in_port(provisional[INTEGRATION_BRIDGE], ofports[vm.tap],
                                tables.TRANSIENT_TABLE))
             for vm in spread(self.vms(), PROBES)
         ]  # fmt: skip
         return Target(counts, probes)
 
-    def provisional(self) -> BridgeFlows:
-        """Expected flows with made-up VLAN numbers (and patch ofports before they exist): right
-        in number, which is all the cheap poll compares."""
+    def _provisional_ofports(self) -> dict[str, int]:
         ofports = dict(self.ofports)
         made_by_agent = list(patch_port_names(self.overlay))
         if self.overlay is not None:
             made_by_agent += sorted(self.overlay.tunnel_ports())
         for index, name in enumerate(made_by_agent):
             ofports.setdefault(name, PROVISIONAL_OFPORT + index)
+        for vm in self.vms():
+            ofports.setdefault(vm.tap, PROVISIONAL_VM_OFPORT + vm.index)
+        return ofports
+
+    def provisional(self, ofports: dict[str, int] | None = None) -> BridgeFlows:
+        """Expected flows with made-up VLAN numbers (and patch ofports before they exist, VM
+        ports' before they are plugged): right in number, which is all the cheap poll
+        compares."""
+        ofports = ofports if ofports is not None else self._provisional_ofports()
         vlans = local_vlans(self.vms(), {}, provisional=True)
         return expected_flows(self.server, self.vms(), ofports, vlans, self.overlay)
 
@@ -233,17 +315,33 @@ class Session:
                                        details.segmentation_id))  # fmt: skip
         return samples
 
-    async def converge(self, target: Target, within: float | None = None) -> Convergence:
-        """Wait for the dataplane to be correct for the current ofports (see dataplane)."""
-        probes = [
-            Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, self.ofports[vm.tap], count)
-            for vm, count in target.probes
-        ]
+    async def converge(
+        self,
+        target: Target,
+        within: float | None = None,
+        after_match: Callable[[], Awaitable[None]] | None = None,
+        intervals: tuple[float, float] = (POLL_INTERVAL, COUNT_INTERVAL),
+    ) -> Convergence:
+        """Wait for the dataplane to be correct for the current ofports (see dataplane);
+        ``after_match`` runs once the cheap poll matched, before the full check; ``intervals``
+        between probe polls and between flow counts."""
+        probes = self.probes(target)
         return await wait_correct(
             self.watch, self.verifier, target.counts, probes, self.expectation,
             within=within or self.timeout, samples=self.trace_samples(), alive=self.alive,
-            on_wait=self.progress.update, on_match=self.mark_switch_cpu,
+            on_wait=self.progress.update, on_match=self.mark_switch_cpu, after_match=after_match,
+            poll_interval=intervals[0], count_interval=intervals[1],
         )  # fmt: skip
+
+    def probes(self, target: Target) -> list[Probe]:
+        return [
+            Probe(INTEGRATION_BRIDGE, tables.TRANSIENT_TABLE, self.ofports[vm.tap], count)
+            for vm, count in target.probes
+        ]
+
+    def switch_cpu_seconds(self) -> float | None:
+        sample = self.switch_cpu()
+        return None if sample is None else sample.cpu_seconds
 
     def watch_reported_up(self, since: int) -> asyncio.Task[float | None]:
         """Start watching, in the background, for every port reported up after record

@@ -7,7 +7,10 @@ a scenario that reuses a running agent measures its own peak, not the process's 
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,3 +88,47 @@ def cpu_between(before: CpuSample | None, after: CpuSample | None) -> tuple[floa
     if before is None or before.pid != after.pid:
         return after.cpu_seconds, True
     return after.cpu_seconds - before.cpu_seconds, False
+
+
+QUIET_INTERVAL = 0.1  # seconds between samples while waiting for a process to settle
+QUIET_RUN = 3  # this many quiet intervals in a row: settled
+QUIET_CPU = 1.5 / CLOCK_TICKS  # at most one clock tick of CPU in an interval is quiet
+
+
+def quiet_since(
+    samples: Sequence[CpuSample], threshold: float = QUIET_CPU, run: int = QUIET_RUN
+) -> CpuSample | None:
+    """The sample that starts the first ``run`` consecutive intervals each costing at most
+    ``threshold`` CPU seconds, all of one process (pure); None: not settled yet."""
+    quiet = 0
+    for index in range(1, len(samples)):
+        before, after = samples[index - 1], samples[index]
+        if before.pid == after.pid and after.cpu_seconds - before.cpu_seconds <= threshold:
+            quiet += 1
+            if quiet >= run:
+                return samples[index - run]
+        else:
+            quiet = 0
+    return None
+
+
+async def settled(
+    sample: Callable[[], CpuSample | None],
+    within: float = 30.0,
+    interval: float = QUIET_INTERVAL,
+) -> CpuSample | None:
+    """Wait until the sampled process has gone quiet (e.g. ovs-vswitchd done reconfiguring
+    after an OVSDB write it learnt of when we did) and return the sample where its quiet
+    began; after ``within`` seconds, the last sample."""
+    samples: list[CpuSample] = []
+    deadline = time.monotonic() + within
+    while True:
+        current = sample()
+        if current is not None:
+            samples.append(current)
+        found = quiet_since(samples)
+        if found is not None:
+            return found
+        if time.monotonic() > deadline:
+            return samples[-1] if samples else None
+        await asyncio.sleep(interval)

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -115,14 +115,39 @@ class VmPort:
     mac: str
     network_id: str
 
-    def plug_args(self, ofport_request: int | None = None) -> list[str]:
-        args = ["add-port", INTEGRATION_BRIDGE, self.tap, "--", "set", "Interface", self.tap,
-                "type=dummy", f"external_ids:iface-id={self.iface_id}",
+    def plug_args(self, ofport_request: int | None = None, tag: int | None = None) -> list[str]:
+        """``add-port`` as libvirt runs it; ``tag`` sets Port.tag in the same command (the
+        practical limit's transaction, never libvirt's)."""
+        port = [] if tag is None else [f"tag={tag}"]
+        args = ["add-port", INTEGRATION_BRIDGE, self.tap, *port, "--", "set", "Interface",
+                self.tap, "type=dummy", f"external_ids:iface-id={self.iface_id}",
                 f"external_ids:attached-mac={self.mac}", "external_ids:iface-status=active",
                 f"external_ids:vm-uuid=vm-{self.index:05d}"]  # fmt: skip
         if ofport_request is not None:
             args.append(f"ofport_request={ofport_request}")
         return args
+
+
+def bridge_args(bridge: str) -> list[str]:
+    """An empty bridge as the suite makes its own (OpenFlow 1.3, secure, dummy datapath)."""
+    return ["--may-exist", "add-br", bridge, "--", "set", "Bridge", bridge,
+            "datapath_type=dummy", "fail-mode=secure", "protocols=OpenFlow13"]  # fmt: skip
+
+
+def port_copy_args(bridge: str, interface: Mapping[str, Any]) -> list[str]:
+    """``add-port`` recreating an Interface row (``vsctl_table`` form: name, type, options,
+    ofport) with the same ofport, type and options, e.g. in another OVS (pure)."""
+    name = str(interface["name"])
+    args = ["add-port", bridge, name, "--", "set", "Interface", name]
+    kind = interface.get("type")
+    if kind:
+        args.append(f"type={kind}")
+    options = interface.get("options") or {}
+    args += [f"options:{key}={value}" for key, value in sorted(options.items())]
+    ofport = interface.get("ofport")
+    if isinstance(ofport, int) and ofport > 0:
+        args.append(f"ofport_request={ofport}")
+    return args
 
 
 def transaction(commands: Iterable[list[str]]) -> list[str]:
@@ -199,9 +224,7 @@ class World:
         # the suite's OpenFlow watch connects to them from the start
         for bridge in self.bridges:
             if bridge != PHYSICAL_BRIDGE:
-                await vsctl(self.sandbox, "--may-exist", "add-br", bridge, "--", "set", "Bridge",
-                            bridge, "datapath_type=dummy", "fail-mode=secure",
-                            "protocols=OpenFlow13")  # fmt: skip
+                await vsctl(self.sandbox, *bridge_args(bridge))
 
     async def close(self) -> None:
         await self.stop_simulator()
@@ -246,6 +269,22 @@ class World:
             str(row["name"]): row["ofport"] if isinstance(row["ofport"], int) else None
             for row in rows
         }
+
+    async def switch_copy(self, leave_out: Iterable[str]) -> list[list[str]]:
+        """ovs-vsctl commands that rebuild this switch's bridges and ports (same names, types,
+        options, ofports) in another OVS, without the ports named in ``leave_out``."""
+        skip = set(leave_out)
+        rows = vsctl_table(await vsctl(self.sandbox, "--format=json",
+                                       "--columns=name,type,options,ofport", "list",
+                                       "Interface"))  # fmt: skip
+        by_name = {str(row["name"]): row for row in rows}
+        commands = []
+        for bridge in self.bridges:
+            commands.append(bridge_args(bridge))
+            for name in (await vsctl(self.sandbox, "list-ports", bridge)).split():
+                if name not in skip and name in by_name:
+                    commands.append(port_copy_args(bridge, by_name[name]))
+        return commands
 
     async def port_tags(self) -> dict[str, int | None]:
         rows = vsctl_table(

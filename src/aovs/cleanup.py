@@ -220,7 +220,7 @@ def run_cleanup(config: ConfigLocation, dry_run: bool = False, timeout: float = 
         print(f"aovs cleanup: an agent is running ({running}): stop it first", file=sys.stderr)
         return 1
     try:
-        plan = asyncio.run(_run(cfg.ovs.ovsdb_connection, targets, dry_run, timeout))
+        plan = asyncio.run(_run(cfg, targets, dry_run, timeout))
     except (OVSDBError, TimeoutError) as exc:
         what = f"no answer within {timeout}s" if isinstance(exc, TimeoutError) else str(exc)
         print(f"aovs cleanup: {cfg.ovs.ovsdb_connection}: {what}", file=sys.stderr)
@@ -246,10 +246,11 @@ def _running_agent(cfg: AgentConfig) -> str | None:
 
 
 async def _run(
-    connection: str, targets: CleanupTargets, dry_run: bool, seconds: float
+    cfg: AgentConfig, targets: CleanupTargets, dry_run: bool, seconds: float
 ) -> tuple[Removal, ...]:
     async with asyncio.timeout(seconds):
-        client = OVSDBClient(connection, request_timeout=seconds)
+        options = {**cfg.ovs.ovsdb_client_options, "request_timeout": seconds}  # ssl_* files too
+        client = OVSDBClient(cfg.ovs.ovsdb_connection, **options)
         try:
             await client.start()
             return await cleanup(client, targets, dry_run)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aovs.config import ConfigError, ConfigLocation, IniFiles
+from aovs.ovsdb.tls import TLSConfigError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -200,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
+    except (ConfigError, TLSConfigError) as exc:  # a key that does not match its certificate
         print(f"aovs: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +42,9 @@ from pydantic_settings import (
 )
 
 from aovs.config_ini import IniError, IniFiles, IniResult, Origin, is_secret, labels_in, read_ini
+from aovs.rpc.errors import TransportUrlError
+from aovs.rpc.options import RabbitOptions
+from aovs.rpc.url import parse_transport
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -73,16 +84,25 @@ class OVSSection(_Section):
     local_ip: str | None = None
     datapath_type: Literal["system", "netdev", "dummy"] = "system"
     ovsdb_connection: str = "unix:/var/run/openvswitch/db.sock"
+    # neutron's: each one required with an ssl: ovsdb_connection (checked, then unused otherwise)
+    ssl_key_file: Path | None = Field(default=None, validate_default=True)
+    ssl_cert_file: Path | None = Field(default=None, validate_default=True)
+    ssl_ca_cert_file: Path | None = Field(default=None, validate_default=True)
+    ovsdb_timeout: float = Field(default=10.0, gt=0)  # seconds per OVSDB request
     ovs_rundir: Path | None = None
     of_connection: str = "mgmt"
     of_request_timeout: float = Field(default=10.0, gt=0)
+    of_connect_timeout: float = Field(default=30.0, gt=0)  # the bridges' first handshake
+    of_inactivity_probe: float = Field(default=10.0, ge=0)  # 0: no echo probes
     int_peer_patch_port: str = "patch-tun"
     tun_peer_patch_port: str = "patch-int"
     vxlan_udp_port: int = Field(default=4789, ge=1, le=65535)
     vhostuser_socket_dir: Path = Path("/var/run/openvswitch")  # reported to the server for nova
-    # aovs: Port.tag / other_config are written this long after a port's flows, batched (each
-    # write makes ovs-vswitchd reconfigure every port; nothing forwards by them)
-    port_metadata_delay: float = Field(default=5.0, ge=0)
+    # aovs: neutron's Port.tag / other_config. Nothing forwards by them, and each write makes
+    # ovs-vswitchd reconfigure every port: unset (the default), they are written when the agent
+    # stops (for neutron's agent taking the host back); N: also N seconds after a port's flows,
+    # batched into one transaction
+    port_metadata_delay: float | None = Field(default=None, ge=0)
 
     @field_validator("bridge_mappings", mode="before")
     @classmethod
@@ -120,10 +140,23 @@ class OVSSection(_Section):
     def _check_ovsdb(cls, value: str) -> str:
         if value.startswith("unix:") and len(value) > len("unix:"):
             return value
-        if value.startswith("tcp:"):
+        if value.startswith(("tcp:", "ssl:")):
             _parse_host_port(value[len("tcp:") :])
             return value
-        raise ValueError("must be 'unix:PATH' or 'tcp:IP:PORT'")
+        raise ValueError("must be 'unix:PATH', 'tcp:IP:PORT' or 'ssl:IP:PORT'")
+
+    @field_validator("ssl_key_file", "ssl_cert_file", "ssl_ca_cert_file")
+    @classmethod
+    def _check_ssl_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if not str(info.data.get("ovsdb_connection", "")).startswith("ssl:"):
+            return value
+        if value is None or str(value) in ("", "."):
+            raise ValueError("required with an ssl: ovsdb_connection")
+        mark = b"PRIVATE KEY-----" if info.field_name == "ssl_key_file" else b"BEGIN CERTIFICATE-"
+        problem = _pem_problem(value, mark)
+        if problem is not None:
+            raise ValueError(f"{value}: {problem}")
+        return value
 
     @field_validator("of_connection")
     @classmethod
@@ -151,6 +184,20 @@ class OVSSection(_Section):
 
     def mgmt_socket(self, bridge: str) -> Path:
         return self.rundir / f"{bridge}.mgmt"
+
+    @property
+    def ovsdb_client_options(self) -> dict[str, Any]:
+        """``aovs.ovsdb.OVSDBClient``'s keyword arguments besides the connection."""
+        return {"request_timeout": self.ovsdb_timeout, "ssl_key_file": self.ssl_key_file,
+                "ssl_cert_file": self.ssl_cert_file,
+                "ssl_ca_cert_file": self.ssl_ca_cert_file}  # fmt: skip
+
+    @property
+    def openflow_channel_options(self) -> dict[str, Any]:
+        """``aovs.openflow.channel.OpenFlowChannel``'s timeouts, from the ``of_*`` options."""
+        return {"request_timeout": self.of_request_timeout,
+                "connect_timeout": self.of_connect_timeout,
+                "inactivity_probe": self.of_inactivity_probe}  # fmt: skip
 
 
 class AgentSection(_Section):
@@ -198,13 +245,25 @@ class AgentConfig(BaseSettings):
     ovs: OVSSection = OVSSection()
     agent: AgentSection = AgentSection()
     securitygroup: SecurityGroupSection = SecurityGroupSection()
+    # oslo.messaging's RabbitMQ options (TLS, heartbeat, reconnects, queue durability);
+    # transport_url's query parameters override them, as in oslo.messaging
+    oslo_messaging_rabbit: RabbitOptions = RabbitOptions()
 
     @field_validator("transport_url")
     @classmethod
     def _check_transport(cls, value: str) -> str:
         if not value.startswith(("rabbit://", "amqp://")):
             raise ValueError("must start with rabbit:// (or amqp://)")
+        parse_transport(value)  # TransportUrlError is a ValueError; it never shows the password
         return value
+
+    @model_validator(mode="after")
+    def _check_rabbit(self) -> AgentConfig:
+        try:  # the query's [oslo_messaging_rabbit] options, applied over the section's
+            self.oslo_messaging_rabbit.with_query(parse_transport(self.transport_url).query)
+        except TransportUrlError as exc:
+            raise ValueError(f"[DEFAULT] {exc}") from None
+        return self
 
     @model_validator(mode="after")
     def _check_tunnels(self) -> AgentConfig:
@@ -231,8 +290,28 @@ def _parse_host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{text!r} is not IP:PORT")
+    if ":" in host and not (host.startswith("[") and host.endswith("]")):
+        raise ValueError(f"{text!r}: an IPv6 address goes in brackets, [{host}]:{port}")
     ipaddress.ip_address(host.strip("[]"))
     return host.strip("[]"), int(port)
+
+
+def _pem_problem(path: Path, mark: bytes) -> str | None:
+    """Why ``path`` cannot be a PEM file holding ``mark`` (a key or a certificate), or None."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(1 << 20)
+    except FileNotFoundError:
+        return "not found"
+    except PermissionError:
+        return "permission denied"
+    except IsADirectoryError:
+        return "is a directory"
+    except OSError as exc:
+        return exc.strerror or type(exc).__name__
+    if mark not in data:
+        return "does not hold a PEM " + ("private key" if b"KEY" in mark else "certificate")
+    return None
 
 
 ConfigLocation = Path | str | IniFiles | None

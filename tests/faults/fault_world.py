@@ -176,6 +176,7 @@ class FaultWorld:
             rpc_response_timeout=2.0,
             rpc_response_max_timeout=4.0,
             report_interval=5.0,
+            port_metadata_delay=0.5,  # the invariant reads the local VLANs from Port.tag
         )
 
     async def spawn_agent(self) -> AgentProcess:

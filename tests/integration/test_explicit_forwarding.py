@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 from agent_world import PORT_NUMBER, ofport, running_agent, simulator, wait_until
+from benchmarks.reboot_parse import action_tokens as split_actions
 
 from aovs.agent.agent import Agent
 from aovs.agent.state import PortPhase
@@ -126,20 +127,6 @@ def tunnelled(vni: int) -> tuple[tuple[int, ...], int | None]:
     return ((), vni)
 
 
-def _split(actions: str) -> list[str]:
-    """Datapath actions split at the commas outside parentheses."""
-    tokens, depth, token = [], 0, ""
-    for char in actions + ",":
-        if char == "," and depth == 0:
-            if token.strip():
-                tokens.append(token.strip())
-            token = ""
-            continue
-        depth += (char == "(") - (char == ")")
-        token += char
-    return tokens
-
-
 def deliveries(
     actions: str, ports: dict[int, tuple[str, bool]], vlans: tuple[int, ...] = ()
 ) -> Seen:
@@ -162,10 +149,10 @@ def deliveries(
                 found = re.search(r"tun_id=0x([0-9a-f]+)", token)
                 tunnel = int(found.group(1), 16) if found else 0
             elif token.startswith("clone("):
-                run(_split(token[len("clone(") : -1]), stack, tunnel)
+                run(split_actions(token[len("clone(") : -1]), stack, tunnel)
             # ct(), recirc(), set(eth()), ...: nothing an interface would see as VLAN / tunnel
 
-    run(_split(actions), vlans, None)
+    run(split_actions(actions), vlans, None)
     return seen
 
 

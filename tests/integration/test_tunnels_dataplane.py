@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from agent_world import PORT_METADATA_DELAY, ofport, port_tag, running_agent, simulator, wait_until
+from benchmarks.reboot_parse import action_tokens as split_actions
 
 from aovs.agent.agent import Agent
 from aovs.agent.tunnels import tunnel_port_name
@@ -84,15 +85,7 @@ def datapath_actions(text: str) -> str:
 
 def action_tokens(actions: str) -> list[str]:
     """A "Datapath actions: ..." line's actions, split at the commas outside parentheses."""
-    tokens, depth, token = [], 0, ""
-    for char in actions.split(":", 1)[1].strip() + ",":
-        if char == "," and depth == 0:
-            tokens.append(token.strip())
-            token = ""
-            continue
-        depth += (char == "(") - (char == ")")
-        token += char
-    return tokens
+    return split_actions(actions.split(":", 1)[1])
 
 
 def dp_port(sandbox: OVSSandbox, name: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import functools
 import logging
 import signal
@@ -76,6 +77,7 @@ from aovs.rpc.errors import RpcError
 from aovs.rpc.notifications import NotificationConsumer
 from aovs.rpc.resources import CONSUMED_RESOURCES, AddressGroupPush, ResourcePushConsumer
 from aovs.rpc.server_api import NeutronServerApi
+from aovs.rpc.server_replies import DevicesDetails
 from aovs.rpc.state_report import StateReporter
 
 LOG = logging.getLogger("aovs.agent")
@@ -156,7 +158,7 @@ class Agent:
         if self.tunnel_settings is not None:
             self.bridges = (*self.bridges, self.tunnel_settings.bridge)
         self.telemetry = AgentTelemetry(config, self.bridges)
-        self.ovsdb = OVSDBClient(config.ovs.ovsdb_connection)
+        self.ovsdb = OVSDBClient(config.ovs.ovsdb_connection, **config.ovs.ovsdb_client_options)
         self.port_metadata = PortMetadataWriter(self.ovsdb, config.ovs.port_metadata_delay)
         self.transport: RpcTransport = self._new_transport()
         self.api = NeutronServerApi(
@@ -201,7 +203,8 @@ class Agent:
         return load_driver(config.securitygroup.firewall_driver)
 
     def _new_transport(self) -> RpcTransport:
-        return MeteredRpcTransport(self.config.transport_url, self.telemetry.metrics.rpc_call)
+        return MeteredRpcTransport(self.config.transport_url, self.telemetry.metrics.rpc_call,
+                                   options=self.config.oslo_messaging_rabbit)  # fmt: skip
 
     @property
     def needs_security_groups(self) -> bool:
@@ -261,12 +264,16 @@ class Agent:
         for bridge in self.bridges:
             channel = OpenFlowChannel.for_mgmt_socket(
                 self.config.ovs.mgmt_socket(bridge),
-                request_timeout=self.config.ovs.of_request_timeout,
+                **self.config.ovs.openflow_channel_options,
             )
             self.channels[bridge] = channel
-            self.reconcilers[bridge] = FlowReconciler(channel, stable_cookie(bridge))
+            # take_over: the first sync also replaces a previous agent's flows (neutron's)
+            self.reconcilers[bridge] = FlowReconciler(
+                channel, stable_cookie(bridge), take_over=True
+            )
             channel.subscribe(functools.partial(self._on_channel_event, bridge))
-        await asyncio.gather(*(c.start(within=30.0) for c in self.channels.values()))
+        await asyncio.gather(*(c.start() for c in self.channels.values()))  # of_connect_timeout
+        plan = await self._ask_before_takeover(plan)
         await self._initial_install(plan)
         self.telemetry.metrics.full_sync_done()
         self._snapshot = SnapshotWriter(state_path, core.snapshot, self.snapshot_delay)
@@ -278,9 +285,10 @@ class Agent:
         )  # fmt: skip
         self.heap.settle(force=True)
         self.ready.set()
-        self._tasks = [
+        if not self._tasks:  # RPC was not started before a takeover
+            self._tasks.append(asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"))
+        self._tasks += [
             asyncio.create_task(self._pump_ovsdb(), name="aovs-ovsdb-events"),
-            asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"),
             asyncio.create_task(self._loop(), name="aovs-agent-loop"),
             asyncio.create_task(self._commit_plans(), name="aovs-agent-commits"),
             asyncio.create_task(self._watch_canary(), name="aovs-canary"),
@@ -377,12 +385,62 @@ class Agent:
                 tags[str(row["name"])] = tag
         return tags
 
+    async def _ask_before_takeover(self, plan: Plan) -> Plan:
+        """Another agent's flows (neutron's) still forward the VMs: keep them until ours can
+        replace them whole. neutron-server is asked about the ports found first (details and
+        security groups, retried as usual), and only then does the first sync take each
+        bridge over in one bundle. Returns ``plan`` followed by what the answers changed."""
+        core = self.core
+        assert core is not None
+        # each reconciler dumps its bridge (every cookie: take_over) on connect
+        await asyncio.gather(*(r.wait_idle() for r in self.reconcilers.values()))
+        foreign = sum(len(r.foreign) for r in self.reconcilers.values())
+        if not foreign or not (plan.fetch_details or plan.fetch_security_groups):
+            return plan
+        LOG.info("another agent's flows found: asking neutron-server before taking over",
+                 extra={"flows": foreign, "ports": len(plan.fetch_details)})  # fmt: skip
+        self._tasks.append(asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"))
+        self._start_fetches(plan)
+        plan = dataclasses.replace(plan, fetch_details=[], fetch_security_groups=[])
+
+        async def ask_again(devices: list[str]) -> None:
+            await asyncio.sleep(1.0)
+            await self._fetch_details(devices)
+
+        try:
+            while core.details_fetch.waiting or core.sg_fetch.waiting:
+                deadline = core.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    arrived, item = await asyncio.wait_for(self._inbox.get(), timeout)
+                    if isinstance(item, _Details) and item.outcomes.failed:
+                        # not failed now (its dead VLAN would replace neutron's flows, which
+                        # forward it meanwhile, and a dead tag its Port row): asked again
+                        failed = item.outcomes.failed
+                        self._spawn(ask_again(list(failed)))
+                        answered = {d: o for d, o in item.outcomes.outcomes.items()
+                                    if d not in failed}  # fmt: skip
+                        item = _Details(tuple(answered), DevicesDetails(answered))
+                    self._apply(item, arrived)
+                later = core.flush(time.monotonic())
+                self._start_fetches(later)  # retries
+                plan = plan.then(dataclasses.replace(later, fetch_details=[],
+                                                     fetch_security_groups=[]))  # fmt: skip
+        except BaseException:  # the start failed or was cancelled: stop what it started
+            for task in [*self._tasks, *self._background]:
+                task.cancel()
+            await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.transport.close()
+            raise
+        return plan
+
     async def _initial_install(self, plan: Plan) -> None:
         """One sync per bridge; flow-restore-wait around it when the switch came up empty."""
         assert self.core is not None
         # each reconciler dumps its bridge on connect; wait for that rather than dump twice
         await asyncio.gather(*(r.wait_idle() for r in self.reconcilers.values()))
-        empty = all(not r.installed for r in self.reconcilers.values())
+        empty = all(not r.installed and not r.foreign for r in self.reconcilers.values())
         if empty:
             await self.ovsdb.transact(flow_restore_wait(True))
         sent = await asyncio.gather(*(self._timed_sync(b, r) for b, r in self.reconcilers.items()))

@@ -51,6 +51,7 @@ from aovs.firewall.base import (
 from aovs.model import NetworkSegment, PortDetails, SecurityGroup
 from aovs.openflow.flows import Flow
 from aovs.owners import FIREWALL_BASE_OWNER, OwnerKey, network_owner, port_of, port_owner
+from aovs.pipelines import br_int
 from aovs.rpc.server_replies import (
     DeviceOutcome,
     FailedDevice,
@@ -152,6 +153,7 @@ class AgentCore:
         self.details_fetch = RetrySchedule(retry_first_delay, retry_cap)
         self.sg_fetch = RetrySchedule(retry_first_delay, retry_cap)
         self._net_members: dict[str, set[str]] = {}
+        self._local: dict[str, br_int.LocalPort] = {}  # iface id -> as the switching sees it
         self._filtered: dict[str, FilteredPort] = {}
         self._config_sent: dict[str, tuple[str, PortConfig]] = {}  # name -> (row, config)
         self._bridge_owners: set[tuple[str, OwnerKey]] = set()
@@ -728,6 +730,7 @@ class AgentCore:
         if port is None:
             self._replace(owner, {})
             unwired = self._filtered.pop(iface_id, None)
+            self._local.pop(iface_id, None)
             if unwired is not None:
                 self._dirty_networks.add(unwired.details.network_id)
             removed = self._removed.pop(iface_id, None)
@@ -752,8 +755,11 @@ class AgentCore:
                     self._dirty_networks.add(wired.details.network_id)
         if filtered is None:
             self._filtered.pop(iface_id, None)
+            self._local.pop(iface_id, None)
         else:
             self._filtered[iface_id] = filtered
+            if filtered != previous:
+                self._local[iface_id] = compose.local_port(filtered)
         config = self._port_config(port)
         if config is not None and port.interface is not None:
             name = port.interface.name
@@ -798,7 +804,7 @@ class AgentCore:
         flows: Mapping[str, frozenset[Flow]] = {}
         if vlan is not None and segment is not None:
             members = [
-                wired
+                self._local[iface_id]
                 for iface_id in self._net_members.get(network_id, ())
                 if (wired := self._filtered.get(iface_id)) is not None
                 and wired.details.network_id == network_id

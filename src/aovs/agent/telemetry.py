@@ -132,8 +132,8 @@ class MeteredRpcTransport(RpcTransport):
     turns a failed batch into failed devices and never raises.
     """
 
-    def __init__(self, transport_url: str, observe: RpcObserver) -> None:
-        super().__init__(transport_url)
+    def __init__(self, transport_url: str, observe: RpcObserver, **options: Any) -> None:
+        super().__init__(transport_url, **options)
         self._observe = observe
 
     async def call(

@@ -169,13 +169,14 @@ def network_flows(
     topology: Topology,
     segment: NetworkSegment,
     local_vlan: int,
-    ports: Iterable[FilteredPort] = (),
+    ports: Iterable[br_int.LocalPort] = (),
 ) -> BridgeFlows:
     """A network's translation flows and its local VLAN's flooding on br-int over ``ports``
-    (its wired ports); empty for a network this host cannot carry."""
+    (its wired ports, as :func:`local_port` sees them); empty for a network this host cannot
+    carry."""
     if segment_problem(topology, segment) is not None:
         return {}
-    members = [local_port(port) for port in ports]
+    members = list(ports)
     br_int_bridge = topology.integration_bridge
     if segment.network_type == "local":
         return {br_int_bridge: br_int.local_vlan_flows(local_vlan, None, members)}
@@ -295,7 +296,8 @@ def desired_owners(state: DataplaneState) -> dict[OwnerKey, BridgeFlows]:
     for network_id, vlan in state.local_vlans.items():
         segment = state.networks.get(network_id)
         if segment is not None:
-            members = [p for p in filtered.values() if p.details.network_id == network_id]
+            on_it = [p for p in filtered.values() if p.details.network_id == network_id]
+            members = [local_port(port) for port in on_it]
             owners[network_owner(network_id)] = network_flows(topology, segment, vlan, members)
     for owner, flows in firewall_owners(firewall, filtered, sgs).items():
         if owner in owners:  # a port owner: its switching flows are there already

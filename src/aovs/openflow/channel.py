@@ -161,7 +161,17 @@ class _Connection:
 
 
 class OpenFlowChannel:
-    """One bridge's OpenFlow 1.3 session, reconnected for ever until ``close``."""
+    """One bridge's OpenFlow 1.3 session, reconnected for ever until ``close``.
+
+    Timeouts, as neutron's ``[ovs]`` options name them: ``request_timeout``
+    (``of_request_timeout``) bounds each request; ``connect_timeout`` (``of_connect_timeout``)
+    is how long :meth:`start` waits for the first handshake unless told otherwise (the channel
+    keeps trying after); ``inactivity_probe`` (``of_inactivity_probe``, 0 disables) is Open
+    vSwitch's probe: after that many idle seconds an echo request, and a reset when nothing
+    at all arrives within that many seconds more. ``echo_interval`` / ``inactivity_timeout``
+    are the same two bounds set apart (idle time before the echo, total silence allowed);
+    ``inactivity_probe=P`` is ``echo_interval=P, inactivity_timeout=2P``.
+    """
 
     def __init__(
         self,
@@ -169,6 +179,8 @@ class OpenFlowChannel:
         *,
         request_timeout: float = 30.0,
         handshake_timeout: float = 5.0,
+        connect_timeout: float = 10.0,
+        inactivity_probe: float | None = None,
         echo_interval: float = 5.0,
         inactivity_timeout: float = 15.0,
         backoff_initial: float = 0.05,
@@ -177,7 +189,14 @@ class OpenFlowChannel:
         self.connector = connector
         self.request_timeout = request_timeout
         self.handshake_timeout = handshake_timeout
-        self.echo_interval = echo_interval
+        self.connect_timeout = connect_timeout
+        if inactivity_probe is not None:
+            if inactivity_probe < 0:
+                raise ValueError(f"inactivity_probe {inactivity_probe} < 0 (0 disables probes)")
+            echo_interval, inactivity_timeout = inactivity_probe, 2 * inactivity_probe
+        elif echo_interval > 0 and inactivity_timeout <= echo_interval:
+            raise ValueError("need echo_interval < inactivity_timeout")
+        self.echo_interval = echo_interval  # 0: no probes (the socket's end is still noticed)
         self.inactivity_timeout = inactivity_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
@@ -207,14 +226,15 @@ class OpenFlowChannel:
         return f"OpenFlowChannel({self.connector})"
 
     # -- lifecycle -----------------------------------------------------------------------------
-    async def start(self, wait: bool = True, within: float | None = 10.0) -> None:
+    async def start(self, wait: bool = True, within: float | None = None) -> None:
         """Start connecting; with ``wait``, return once the first handshake is done (or raise
-        RequestTimeoutError after ``within`` seconds; the channel keeps trying)."""
+        RequestTimeoutError after ``within`` seconds, default ``connect_timeout``; the channel
+        keeps trying)."""
         if self._task is None:
             self._closing = False
             self._task = asyncio.create_task(self._run(), name=f"openflow {self.connector}")
         if wait:
-            await self.wait_connected(within)
+            await self.wait_connected(self.connect_timeout if within is None else within)
 
     async def close(self) -> None:
         self._closing = True
@@ -569,16 +589,31 @@ class OpenFlowChannel:
         LOG.warning("%s: switch reported %s", self, error)
 
     async def _keepalive(self, conn: _Connection) -> None:
-        """Echo when idle; reset when the switch has said nothing for inactivity_timeout."""
+        """Open vSwitch's inactivity probe: after ``echo_interval`` s with nothing received, one
+        echo request; if still nothing (any message counts, the reply or other) by the time the
+        line has been silent ``inactivity_timeout`` s, reset (the channel reconnects)."""
+        if self.echo_interval <= 0:
+            return
+        answer_within = self.inactivity_timeout - self.echo_interval
+        echo_sent: float | None = None  # the outstanding probe, if any
         while not conn.closed.is_set():
-            await asyncio.sleep(min(self.echo_interval, self.inactivity_timeout) / 2)
-            idle = time.monotonic() - conn.last_rx
-            if idle > self.inactivity_timeout:
-                conn.reset(f"no message from the switch for {idle:.1f} s")
-                return
-            if idle > self.echo_interval:
-                echo = HEADER.pack(OFP_VERSION, ofp.OFPT_ECHO_REQUEST, HEADER_SIZE, 0)
-                conn.writer.write(echo)
+            now = time.monotonic()
+            if echo_sent is not None and conn.last_rx >= echo_sent:
+                echo_sent = None  # answered, or the switch spoke anyway
+            if echo_sent is not None:
+                if now - echo_sent >= answer_within:  # _run logs the reason, once
+                    idle = now - conn.last_rx
+                    conn.reset(f"inactivity probe unanswered: no message for {idle:.1f} s")
+                    return
+                await asyncio.sleep(echo_sent + answer_within - now)
+                continue
+            idle = now - conn.last_rx
+            if idle < self.echo_interval:
+                await asyncio.sleep(self.echo_interval - idle)
+                continue
+            echo = HEADER.pack(OFP_VERSION, ofp.OFPT_ECHO_REQUEST, HEADER_SIZE, 0)
+            conn.writer.write(echo)
+            echo_sent = time.monotonic()
 
 
 _ASYNC_TYPES = frozenset(

@@ -11,6 +11,20 @@ Only flows carrying the bridge cookie are aovs's: others are never dumped, modif
 (dumps filter on the cookie; strict modify/delete name the exact key WITHOUT a cookie mask, see
 :func:`aovs.openflow.codec.flow_mod`, and only for keys this reconciler installed or dumped). The
 installed view changes only after a commit.
+
+One exception, asked for with ``take_over=True`` (the agent does, at every start): until the
+first full sync has committed, dumps read EVERY cookie, and that sync takes the bridge over from
+whoever ran it before (neutron's agent): in the same single bundle it strict-deletes by exact key
+every flow of another cookie that is not desired, and ADDs each desired flow, which also
+replaces a foreign flow holding the same key (an ADD replaces the rule, cookie included;
+MODIFY_STRICT would keep the foreign cookie: OpenFlow 1.3 and ovs-vswitchd 3.1 change only the
+instructions). So there is no instant with a port unwired, and afterwards no foreign flow is
+left but those that expire by themselves (an idle or hard timeout: MACs learned by a learn
+action, which the next packets relearn; deleting them would only make those packets flood).
+An agent restart over its own flows sends nothing, as before. After a reconnect (an OVS
+restart) the dump is of the bridge cookie again: flows someone added since the takeover are
+theirs (an operator's ovs-ofctl, another controller), not a previous agent's, and are left
+alone; only a takeover that has not committed yet (the switch went away mid-way) is redone.
 Bundles are serialised per bridge; concurrent ``sync`` calls coalesce to the latest set.
 """
 
@@ -27,7 +41,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
 from aovs.openflow import codec
-from aovs.openflow.bundle import commit_bundle
+from aovs.openflow.bundle import BundleEntry, commit_bundle
 from aovs.openflow.channel import ChannelEvent, Connected, OpenFlowChannel
 from aovs.openflow.errors import BundleError, ChannelClosedError, OpenFlowError
 from aovs.openflow.flow_stats import FlowStatsDecoder, Undecoded, collector_paused
@@ -38,6 +52,9 @@ from aovs.openflow.messages import DATAPATH
 LOG = logging.getLogger(__name__)
 
 FlowKey = tuple[int, int, Match]
+# ovs-vswitchd's own hidden rules (recirculation, controller): reported by a dump of every
+# table, with cookie 0, and read-only (a FlowMod there fails with EPERM): never anyone's to take
+OVS_INTERNAL_TABLE = 254
 
 
 def stable_cookie(bridge: str) -> int:
@@ -48,14 +65,35 @@ def stable_cookie(bridge: str) -> int:
 
 @dataclass
 class FlowModPlan:
-    """The FlowMods that turn installed into desired."""
+    """The FlowMods that turn installed into desired (``delete_foreign``: flows of another
+    cookie, strict-deleted by key at a takeover; sent first, then delete, modify, add)."""
 
     delete: list[Flow] = field(default_factory=list)
     modify: list[Flow] = field(default_factory=list)
     add: list[Flow] = field(default_factory=list)
+    delete_foreign: list[Flow] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.delete) + len(self.modify) + len(self.add)
+        return len(self.delete) + len(self.modify) + len(self.add) + len(self.delete_foreign)
+
+
+@dataclass(frozen=True)
+class Takeover:
+    """What the first sync of a ``take_over`` reconciler did to flows of other cookies."""
+
+    deleted: int  # strict-deleted: not desired
+    replaced: int  # a desired key held by a foreign flow: ADDed over it (our cookie now)
+    left: int  # expire by themselves (idle/hard timeout): left alone
+    cookies: frozenset[int]  # the foreign cookies found
+
+    @property
+    def found(self) -> int:
+        return self.deleted + self.replaced + self.left
+
+
+def expires(flow: Flow) -> bool:
+    """A flow that goes by itself (a learned MAC): a takeover leaves it alone."""
+    return bool(flow.idle_timeout or flow.hard_timeout)
 
 
 def plan_change(
@@ -92,6 +130,36 @@ def _plan_one(
         (plan.modify if same_but_actions else plan.add).append(want)
 
 
+def plan_takeover(
+    installed: Mapping[FlowKey, Flow],
+    foreign: Mapping[FlowKey, Flow],
+    desired: Mapping[FlowKey, Flow],
+    opaque: Container[FlowKey] = (),
+) -> FlowModPlan:
+    """The first sync over a bridge another agent ran: :func:`plan_sync` of our own flows, and
+    every foreign flow that is not desired (and does not expire by itself) strict-deleted by
+    key. A desired key a foreign flow holds is not in ``installed``, so it is ADDed, which
+    replaces the foreign rule, cookie included (a MODIFY_STRICT would keep the foreign cookie).
+    ``installed`` and ``foreign`` are disjoint (the switch has one rule per key)."""
+    plan = plan_sync(installed, desired, opaque)
+    plan.delete_foreign = [
+        flow for key, flow in foreign.items() if key not in desired and not expires(flow)
+    ]
+    return plan
+
+
+def takeover_summary(foreign: Mapping[FlowKey, Flow], desired: Mapping[FlowKey, Flow]) -> Takeover:
+    """What :func:`plan_takeover` does to ``foreign``, counted."""
+    replaced = sum(1 for key in foreign if key in desired)
+    left = sum(1 for key, flow in foreign.items() if key not in desired and expires(flow))
+    return Takeover(
+        deleted=len(foreign) - replaced - left,
+        replaced=replaced,
+        left=left,
+        cookies=frozenset(flow.cookie for flow in foreign.values()),
+    )
+
+
 def plan_sync(
     installed: Mapping[FlowKey, Flow],
     desired: Mapping[FlowKey, Flow],
@@ -110,7 +178,11 @@ def plan_sync(
 
 
 class FlowReconciler:
-    """One bridge's reconciler. Create it after the channel; it follows reconnects itself."""
+    """One bridge's reconciler. Create it after the channel; it follows reconnects itself.
+
+    ``take_over``: the first full sync also removes every flow of another cookie (see the
+    module docstring); until it has committed, dumps read every cookie and ``foreign`` holds
+    what they found."""
 
     def __init__(
         self,
@@ -119,6 +191,7 @@ class FlowReconciler:
         *,
         bundle_timeout: float | None = None,
         dump_timeout: float | None = None,
+        take_over: bool = False,
     ) -> None:
         if not 0 < cookie < 1 << 64:
             raise ValueError(f"cookie {cookie:#x} must be a non-zero 64-bit value")
@@ -133,6 +206,9 @@ class FlowReconciler:
         self.resyncs = 0
         self._installed: dict[FlowKey, Flow] = {}
         self._opaque: set[FlowKey] = set()  # installed flows we could not decode
+        self._taking_over = take_over  # until the first full sync commits
+        self._foreign: dict[FlowKey, Flow] = {}  # other cookies' flows (only while taking over)
+        self.takeover: Takeover | None = None  # what the takeover did, once it committed
         self._desired: dict[FlowKey, Flow] | None = None
         self._dumped_on = -1  # channel.connections when the installed view was last dumped
         self._lock = asyncio.Lock()
@@ -151,6 +227,17 @@ class FlowReconciler:
     def desired(self) -> Mapping[FlowKey, Flow] | None:
         return self._desired
 
+    @property
+    def foreign(self) -> Mapping[FlowKey, Flow]:
+        """Flows of other cookies found by the last dump, until the takeover commits (empty
+        without ``take_over``); their ``cookie`` is the one the switch reported."""
+        return self._foreign
+
+    @property
+    def taking_over(self) -> bool:
+        """The takeover (``take_over=True``) has not committed yet."""
+        return self._taking_over
+
     async def sync(self, desired: Iterable[Flow]) -> int:
         """Make the bridge's aovs flows exactly ``desired``; returns FlowMods sent.
 
@@ -166,8 +253,7 @@ class FlowReconciler:
                 return 0  # a newer set was applied while we waited
             latest = self._requested
             await self._ensure_dumped()
-            assert self._desired is not None
-            sent = await self._commit(plan_sync(self._installed, self._desired, self._opaque))
+            sent = await self._commit_full()
             self._done = latest
             return sent
 
@@ -256,9 +342,7 @@ class FlowReconciler:
                 await self._dump()
                 self.resyncs += 1
                 if self._desired is not None:
-                    sent = await self._commit(
-                        plan_sync(self._installed, self._desired, self._opaque)
-                    )
+                    sent = await self._commit_full()
                     LOG.info("%s: resynced after connect: %d FlowMods", self.channel, sent)
                     self._done = self._requested
         except ChannelClosedError as exc:
@@ -268,60 +352,127 @@ class FlowReconciler:
         except OpenFlowError as exc:
             LOG.warning("%s: resync failed: %s", self.channel, exc)
 
+    async def _commit_full(self) -> int:
+        """The full diff to the desired set, committed (the takeover when one is due)."""
+        desired = self._desired
+        assert desired is not None
+        if not self._taking_over:
+            return await self._commit(plan_sync(self._installed, desired, self._opaque))
+        summary = takeover_summary(self._foreign, desired)
+        sent = await self._commit(
+            plan_takeover(self._installed, self._foreign, desired, self._opaque)
+        )
+        self._taking_over = False
+        self._foreign = {}
+        self.takeover = summary
+        if summary.found:
+            LOG.info(
+                "%s: took the bridge over: %d foreign flows deleted, %d replaced by ours, "
+                "%d left to expire (cookies %s); %d FlowMods in one bundle",
+                self.channel, summary.deleted, summary.replaced, summary.left,
+                ", ".join(f"{c:#x}" for c in sorted(summary.cookies)[:8]), sent,
+            )  # fmt: skip
+        return sent
+
     async def _ensure_dumped(self) -> None:
         if self._dumped_on != self.channel.connections or not self.channel.connected:
             await self._dump()
 
     async def _dump(self) -> None:
+        """Read the installed view: the bridge cookie's flows, or while taking over every
+        flow, ours in ``installed`` and the others in ``foreign``."""
         if not self.channel.connected:
             raise ChannelClosedError(f"{self.channel}: not connected")
         connection = self.channel.connections
+        every = self._taking_over
+        # the decoder reports our cookie as 0, so a foreign flow with cookie 0 (a learned
+        # one, say) would pass for ours: those few are dumped apart, to tell them apart
+        zero = await self._dump_cookie(0, codec.ALL_ONES_64) if every else []
+        replies = await self._dump_cookie(*((0, 0) if every else (self.cookie, codec.ALL_ONES_64)))
+        installed: dict[FlowKey, Flow] = {}
+        opaque: set[FlowKey] = set()
+        foreign: dict[FlowKey, Flow] = {}
+        with collector_paused():
+            for reply in zero:
+                for item in FlowStatsDecoder().decode_reply(reply):
+                    self._found_foreign(foreign, item)
+            zero_keys = set(foreign)
+            for reply in replies:
+                for item in self._decoder.decode_reply(reply):
+                    if isinstance(item, Undecoded):
+                        if item.stats.cookie != self.cookie:
+                            self._found_foreign(foreign, item)
+                            continue
+                        placeholder = self._placeholder(item)
+                        if placeholder is None:
+                            continue
+                        opaque.add(placeholder.key)
+                        item = placeholder
+                    elif (
+                        item.cookie
+                        or item.table == OVS_INTERNAL_TABLE
+                        or (zero_keys and item.key in zero_keys)
+                    ):  # not ours (only in a dump of every cookie)
+                        self._found_foreign(foreign, item)
+                        continue
+                    installed[item.key] = item
+                await asyncio.sleep(0)  # a reply (~600 flows) at a time: the loop stays live
+        self._installed = installed
+        self._opaque = opaque
+        self._foreign = foreign
+        self._dumped_on = connection
+
+    def _found_foreign(self, foreign: dict[FlowKey, Flow], item: Flow | Undecoded) -> None:
+        """Another cookie's flow, kept by key (ovs-vswitchd's own hidden rules left out)."""
+        flow = item if isinstance(item, Flow) else self._placeholder(item, foreign=True)
+        if flow is not None and flow.table != OVS_INTERNAL_TABLE:
+            foreign.setdefault(flow.key, flow)
+
+    async def _dump_cookie(self, cookie: int, mask: int) -> list[bytes]:
         request = ofpp.OFPFlowStatsRequest(
             DATAPATH,
             0,
             ofp.OFPTT_ALL,
             ofp.OFPP_ANY,
             ofp.OFPG_ANY,
-            self.cookie,
-            codec.ALL_ONES_64,
+            cookie,
+            mask,
             ofpp.OFPMatch(),
         )
-        replies = await self.channel.multipart_unparsed(request, within=self.dump_timeout)
-        installed: dict[FlowKey, Flow] = {}
-        opaque: set[FlowKey] = set()
-        with collector_paused():
-            for reply in replies:
-                for item in self._decoder.decode_reply(reply):
-                    if isinstance(item, Undecoded):
-                        placeholder = self._placeholder(item.stats, item.error)
-                        if placeholder is None:
-                            continue
-                        opaque.add(placeholder.key)
-                        item = placeholder
-                    installed[item.key] = item
-                await asyncio.sleep(0)  # a reply (~600 flows) at a time: the loop stays live
-        self._installed = installed
-        self._opaque = opaque
-        self._dumped_on = connection
+        return await self.channel.multipart_unparsed(request, within=self.dump_timeout)
 
-    def _placeholder(self, entry: object, exc: Exception) -> Flow | None:
-        """An owned flow we cannot represent: keep its key so a sync replaces or deletes it."""
+    def _placeholder(self, item: Undecoded, *, foreign: bool = False) -> Flow | None:
+        """A flow we cannot represent: keep its key so a sync replaces or deletes it (a
+        foreign one also keeps its cookie and timeouts)."""
+        entry, exc = item.stats, item.error
+        whose = "foreign" if foreign else "owned"
         try:
-            match = codec.decode_match(entry.match)  # type: ignore[attr-defined]
+            match = codec.decode_match(entry.match)
         except Exception:
-            LOG.warning("%s: ignoring an undecodable flow: %s", self.channel, exc)
+            LOG.warning("%s: ignoring an undecodable %s flow: %s", self.channel, whose, exc)
             return None
-        LOG.warning(
-            "%s: owned flow with unsupported parts (%s) will be replaced", self.channel, exc
+        if not foreign:
+            LOG.warning(
+                "%s: owned flow with unsupported parts (%s) will be replaced", self.channel, exc
+            )
+            return Flow(entry.table_id, entry.priority, match)
+        # another agent's actions need not be ours to read: its key is all a delete needs
+        LOG.debug("%s: foreign flow known by its key only: %s", self.channel, exc)
+        return Flow(
+            entry.table_id,
+            entry.priority,
+            match,
+            cookie=entry.cookie,
+            idle_timeout=entry.idle_timeout,
+            hard_timeout=entry.hard_timeout,
         )
-        table, priority = entry.table_id, entry.priority  # type: ignore[attr-defined]
-        return Flow(table, priority, match)
 
     async def _commit(self, plan: FlowModPlan) -> int:
         if not plan:
             return 0
         cache = self.cache
-        entries = [_FlowMod(f, codec.DELETE_STRICT, cache) for f in plan.delete]
+        entries: list[_FlowMod | BundleEntry] = self._foreign_deletes(plan.delete_foreign)
+        entries += [_FlowMod(f, codec.DELETE_STRICT, cache) for f in plan.delete]
         entries += [_FlowMod(f, codec.MODIFY_STRICT, cache) for f in plan.modify]
         entries += [_FlowMod(f, codec.ADD, cache) for f in plan.add]
         self.flowmods_sent += len(entries)
@@ -336,7 +487,26 @@ class FlowReconciler:
         for flow in plan.add:
             installed[flow.key] = flow
             self._opaque.discard(flow.key)
+        if self._foreign:  # a delta while taking over: what it added replaced a foreign rule
+            for flow in plan.add:
+                self._foreign.pop(flow.key, None)
+            for flow in plan.delete_foreign:
+                self._foreign.pop(flow.key, None)
         return len(entries)
+
+    def _foreign_deletes(self, flows: list[Flow]) -> list[_FlowMod | BundleEntry]:
+        """Strict deletes of other cookies' flows, encoded now and never cached (each is sent
+        once; the cache keeps our flows' bytes for replays). One we cannot encode is left on
+        the switch, named in a warning, rather than failing the whole takeover."""
+        entries: list[_FlowMod | BundleEntry] = []
+        for flow in flows:
+            try:
+                data = self.cache.encoder.encode(flow, codec.DELETE_STRICT, self.cookie)
+            except ValueError as exc:
+                LOG.warning("%s: cannot delete foreign flow %r, left: %s", self.channel, flow, exc)
+                continue
+            entries.append(BundleEntry(data, flow))
+        return entries
 
 
 class _FlowMod:

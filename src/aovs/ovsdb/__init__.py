@@ -2,11 +2,17 @@
 
 No ovs-vsctl, no ovsdbapp IDL thread: asyncio tasks speak JSON-RPC on ovsdb-server's socket.
 
-Connect (``unix:PATH`` or ``tcp:IP:PORT``); the client reconnects by itself, with capped
-exponential backoff and jitter, answers the server's ``echo`` and probes an idle line with its own::
+Connect (``unix:PATH``, ``tcp:IP:PORT`` or ``ssl:IP:PORT``, neutron's ``ovsdb_connection``);
+the client reconnects by itself, with capped exponential backoff and jitter, answers the server's
+``echo`` and probes an idle line with its own::
 
     client = OVSDBClient("unix:/var/run/openvswitch/db.sock")
     await client.start()
+
+``ssl:`` is mutual TLS with neutron's three files (:mod:`.tls`: the server verified against the
+CA, as Open vSwitch does; a bad file is one :class:`TLSConfigError` line naming the option)::
+
+    OVSDBClient("ssl:192.0.2.1:6640", ssl_key_file=..., ssl_cert_file=..., ssl_ca_cert_file=...)
 
 Monitor (``monitor_cond``/``update2``). The initial rows arrive as insert events, later changes as
 insert/modify/delete; after a reconnect the new state is diffed against the old and only the
@@ -73,6 +79,7 @@ from aovs.ovsdb.errors import (
 )
 from aovs.ovsdb.monitor import Monitor
 from aovs.ovsdb.rows import EventKind, Row, RowEvent
+from aovs.ovsdb.tls import TLSConfigError
 from aovs.ovsdb.transaction import Command, TransactionResult
 from aovs.ovsdb.views import AGENT_TABLES, AGENT_WHERE, Bridge, Interface, Port
 
@@ -111,6 +118,7 @@ __all__ = [
     "RowNotFound",
     "SchemaError",
     "SetPort",
+    "TLSConfigError",
     "TransactionConflict",
     "TransactionError",
     "TransactionResult",

@@ -2,7 +2,9 @@
 
 A supervisor task owns the connection: connect, ``get_schema``, re-send every monitor's
 ``monitor_cond`` (each reply is diffed into ordinary events by the monitor's cache), then read
-until the connection ends; wait a jittered, capped, exponential delay; repeat.
+until the connection ends; wait a jittered, capped, exponential delay; repeat. A failure to
+connect or to set the session up is logged once (again only when the reason changes) until a
+session is up; an ``ssl:`` connection's TLS failure is one line naming the option to check.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import ssl
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from aovs.backoff import Backoff
@@ -21,6 +25,7 @@ from aovs.ovsdb.connection import Connection, Target
 from aovs.ovsdb.errors import ConnectionLost, JsonRpcError, OVSDBError, ProtocolError
 from aovs.ovsdb.monitor import Monitor
 from aovs.ovsdb.schema import DatabaseSchema
+from aovs.ovsdb.tls import TLSConfigError, TLSFiles, describe_tls_error
 from aovs.ovsdb.transaction import Command, TransactionResult, run_transaction
 
 log = logging.getLogger(__name__)
@@ -35,8 +40,21 @@ class OVSDBClient:
         request_timeout: float = 10.0,
         probe_interval: float = 5.0,
         backoff: Backoff | None = None,
+        ssl_key_file: str | Path | None = None,
+        ssl_cert_file: str | Path | None = None,
+        ssl_ca_cert_file: str | Path | None = None,
     ) -> None:
+        """``connection`` is neutron's ``[ovs] ovsdb_connection``; for ``ssl:`` the three
+        ``ssl_*`` files are required (ignored otherwise, as by neutron) and read at once: a bad
+        one raises :class:`~aovs.ovsdb.tls.TLSConfigError`. ``request_timeout`` bounds every
+        request and each connection attempt (neutron's ``[ovs] ovsdb_timeout``)."""
         self.target = Target.parse(connection)
+        self._tls: TLSFiles | None = None
+        self._tls_context: tuple[object, ssl.SSLContext] | None = None
+        if self.target.secure:
+            self._tls = TLSFiles.required(ssl_key_file, ssl_cert_file, ssl_ca_cert_file,
+                                          str(self.target))  # fmt: skip
+            self._tls_context = (self._tls.fingerprint(), self._tls.context())
         self.database = database
         self.request_timeout = request_timeout
         self.probe_interval = probe_interval
@@ -47,14 +65,17 @@ class OVSDBClient:
         self._schema: DatabaseSchema | None = None
         self._ready = asyncio.Event()
         self._supervisor: asyncio.Task[None] | None = None
+        self._closing = False  # close() called: the supervisor stops even if a cancel was lost
         self._cfg_monitor: Monitor | None = None
         self.connects = 0  # sessions established so far (for tests and logs)
+        self.last_failure: str | None = None  # why the last attempt failed (None once up)
 
     # -- lifecycle ---------------------------------------------------------------------------
     async def start(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 -- a per-request bound
         """Start connecting (in the background, forever); wait up to ``timeout`` for the first
         session (``None``: the request timeout)."""
         if self._supervisor is None:
+            self._closing = False
             self._supervisor = asyncio.create_task(self._supervise(), name="ovsdb-client")
         await self.wait_connected(self.request_timeout if timeout is None else timeout)
 
@@ -63,7 +84,8 @@ class OVSDBClient:
             async with asyncio.timeout(timeout):
                 await self._ready.wait()
         except TimeoutError:
-            raise ConnectionLost(f"{self.target}: not connected after {timeout}s") from None
+            last = f" ({self.last_failure})" if self.last_failure else ""
+            raise ConnectionLost(f"{self.target}: not connected after {timeout}s{last}") from None
 
     @property
     def connected(self) -> bool:
@@ -76,6 +98,7 @@ class OVSDBClient:
         return self._schema
 
     async def close(self) -> None:
+        self._closing = True
         if self._supervisor is not None:
             self._supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -98,36 +121,68 @@ class OVSDBClient:
             self._conn.close(reason)
 
     # -- the supervisor ------------------------------------------------------------------------
+    def _tls_for_connect(self) -> tuple[TLSFiles, ssl.SSLContext] | None:
+        """The TLS files and context for the next attempt: read again if a file changed on disk
+        (a rotated certificate); raises :class:`TLSConfigError` if they became unusable."""
+        if self._tls is None or self._tls_context is None:
+            return None
+        fingerprint = self._tls.fingerprint()
+        if fingerprint != self._tls_context[0]:
+            self._tls_context = (fingerprint, self._tls.context())
+        return self._tls, self._tls_context[1]
+
     async def _supervise(self) -> None:
-        outage_logged = False
-        while True:
+        logged: str | None = None  # the failure logged in this outage: a repeat is not logged
+
+        def failed(what: str, exc: BaseException) -> None:
+            nonlocal logged
+            reason = describe_tls_error(exc, self._tls) or str(exc) or type(exc).__name__
+            if self._tls is not None and what == "connect" and isinstance(exc, ConnectionError):
+                closed = str(exc) or "the server closed the connection"
+                reason = f"TLS handshake: {closed} (is the server's remote pssl:?)"
+            self.last_failure = f"{what} failed: {reason}"
+            line = f"ovsdb {self.last_failure}"
+            # the same failure again, its details aside (a refused certificate's alert may be
+            # read or lost; a connect error names the address): logged once per outage
+            kind = line.split(" (", 1)[0]
+            level = logging.DEBUG if kind == logged else logging.WARNING
+            log.log(level, line, extra={"remote": str(self.target)})
+            logged = kind
+
+        while not self._closing:
             try:
                 conn = await Connection.open(
                     self.target,
                     self._on_notification,
                     timeout=self.request_timeout,
                     probe_interval=self.probe_interval,
+                    tls=self._tls_for_connect(),
                 )
-            except (OSError, TimeoutError) as exc:
-                if not outage_logged:
-                    log.warning("ovsdb connect failed: %s", exc, extra={"remote": str(self.target)})
-                    outage_logged = True
+            except TimeoutError:
+                failed("connect", TimeoutError(f"no connection within {self.request_timeout}s"))
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            except (OSError, TLSConfigError) as exc:
+                failed("connect", exc)
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
             reader = asyncio.create_task(conn.run(), name=f"ovsdb-reader {conn.name}")
             try:
                 await self._establish(conn)
             except (OVSDBError, TimeoutError) as exc:
-                log.warning("ovsdb session setup failed: %s", exc, extra={"remote": conn.name})
                 conn.close(f"setup failed: {exc}")
-                await reader
+                reason = await reader
+                # a refused client certificate surfaces in the reader, at the first read: its
+                # reason is the TLS one, the request only saw the connection go
+                failed("session setup", exc if reason.startswith("setup failed") else
+                       ConnectionLost(reason))  # fmt: skip
                 await asyncio.sleep(self._backoff.next_delay())
                 continue
             except asyncio.CancelledError:
                 conn.close("client closed")
                 await asyncio.shield(reader)
                 raise
-            outage_logged = False
+            logged = self.last_failure = None
             self._backoff.reset()
             self.connects += 1
             self._conn = conn

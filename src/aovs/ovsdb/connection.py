@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import itertools
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from typing import Any
 
 from aovs.ovsdb.errors import ConnectionLost, JsonRpcError, OVSDBError, ProtocolError
 from aovs.ovsdb.stream import JsonStream
+from aovs.ovsdb.tls import TLSFiles, describe_tls_error
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,8 @@ ResultCallback = Callable[[Any], None]
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """Where ovsdb-server listens: ``unix:PATH`` or ``tcp:IP:PORT``."""
+    """Where ovsdb-server listens: ``unix:PATH``, ``tcp:IP:PORT`` or ``ssl:IP:PORT`` (an IPv6
+    address in brackets: ``tcp:[::1]:6640``), as neutron's ``[ovs] ovsdb_connection``."""
 
     kind: str
     address: str
@@ -46,14 +50,40 @@ class Target:
         kind, _, rest = text.partition(":")
         if kind == "unix" and rest:
             return cls("unix", rest)
-        if kind == "tcp":
-            host, _, port = rest.rpartition(":")
-            if host and port.isdigit():
-                return cls("tcp", host.strip("[]"), int(port))
-        raise ValueError(f"bad OVSDB connection {text!r}: expected unix:PATH or tcp:IP:PORT")
+        if kind in ("tcp", "ssl"):
+            host, port = _host_port(rest)
+            if host is not None:
+                return cls(kind, host, port)
+        raise ValueError(
+            f"bad OVSDB connection {text!r}: expected unix:PATH, tcp:IP:PORT or ssl:IP:PORT "
+            "(an IPv6 address in brackets: tcp:[::1]:6640)"
+        )
+
+    @property
+    def secure(self) -> bool:
+        return self.kind == "ssl"
 
     def __str__(self) -> str:
-        return f"unix:{self.address}" if self.kind == "unix" else f"tcp:{self.address}:{self.port}"
+        if self.kind == "unix":
+            return f"unix:{self.address}"
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{self.kind}:{host}:{self.port}"
+
+
+def _host_port(text: str) -> tuple[str | None, int]:
+    """``IP:PORT`` or ``[IPv6]:PORT``; (None, 0) if it is neither."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        return None, 0
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # an IPv6 address without brackets: ambiguous, refused
+        return None, 0
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None, 0
+    return host, int(port)
 
 
 @dataclass(slots=True)
@@ -72,6 +102,7 @@ class Connection:
         *,
         name: str,
         probe_interval: float,
+        tls: TLSFiles | None = None,
     ) -> None:
         self._reader = reader
         self._writer = writer
@@ -84,6 +115,7 @@ class Connection:
         self._stream = JsonStream()
         self._last_received = time.monotonic()
         self._closed_reason: str | None = None
+        self._tls = tls
 
     @classmethod
     async def open(
@@ -93,13 +125,29 @@ class Connection:
         *,
         timeout: float,  # noqa: ASYNC109 -- a per-request bound
         probe_interval: float,
+        tls: tuple[TLSFiles, ssl.SSLContext] | None = None,
     ) -> Connection:
+        """Connect (and, for ``ssl:``, complete the TLS handshake) within ``timeout``.
+
+        A TLS failure raises ``ssl.SSLError`` (an ``OSError``); :func:`describe_tls_error`
+        says it in one line."""
         if target.kind == "unix":
             opening = asyncio.open_unix_connection(target.address, limit=READ_SIZE)
+        elif tls is not None:
+            opening = asyncio.open_connection(
+                target.address, target.port, limit=READ_SIZE, ssl=tls[1],
+                ssl_handshake_timeout=timeout,
+            )  # fmt: skip
         else:
             opening = asyncio.open_connection(target.address, target.port, limit=READ_SIZE)
-        reader, writer = await asyncio.wait_for(opening, timeout)
-        return cls(reader, writer, on_notification, name=str(target), probe_interval=probe_interval)
+        # not asyncio.wait_for: on Python 3.11 it can swallow a cancellation that arrives as the
+        # attempt fails (a quick TLS refusal), and the client's close() would then wait for ever
+        async with asyncio.timeout(timeout):
+            reader, writer = await opening
+        return cls(
+            reader, writer, on_notification, name=str(target), probe_interval=probe_interval,
+            tls=tls[0] if tls is not None else None,
+        )  # fmt: skip
 
     @property
     def closed(self) -> bool:
@@ -143,6 +191,7 @@ class Connection:
     async def run(self) -> str:
         """Read until the socket closes or the peer misbehaves; returns why it stopped."""
         prober = asyncio.create_task(self._probe(), name=f"ovsdb-probe {self.name}")
+        received = False
         try:
             while True:
                 data = await self._reader.read(READ_SIZE)
@@ -151,16 +200,21 @@ class Connection:
                     self.close(
                         f"truncated: closed mid-message, {pending} chars pending"
                         if pending
-                        else "closed by peer"
+                        else self._refused_after_handshake(received) or "closed by peer"
                     )
                     break
+                received = True
                 self._last_received = time.monotonic()
                 for message in self._stream.feed(data):
                     self._dispatch(message)
         except ProtocolError as exc:  # the owner logs the reason this returns, once
             self.close(f"protocol error: {exc}")
         except (ConnectionError, OSError) as exc:
-            self.close(f"socket error: {exc}")
+            # TLS 1.3: the server checks our certificate after our side of the handshake, so
+            # its refusal (an alert, or only the connection closed) arrives here, not at connect
+            quiet = not received and isinstance(exc, ConnectionError)
+            refused = self._refused_after_handshake(not quiet)
+            self.close(describe_tls_error(exc, self._tls) or refused or f"socket error: {exc}")
         except asyncio.CancelledError:
             self.close("cancelled")
             raise
@@ -169,6 +223,14 @@ class Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await prober
         return self._closed_reason or "closed"
+
+    def _refused_after_handshake(self, received: bool) -> str | None:
+        """A TLS session the server closed before saying anything: it refused our certificate,
+        and its alert was lost (our first request raced it: the server's reset discards it)."""
+        if self._tls is None or received:
+            return None
+        where = f"[ovs] ssl_cert_file {self._tls.cert_file}"
+        return f"TLS: the server refused our certificate ({where}; it closed the session at once)"
 
     def _dispatch(self, message: Any) -> None:
         if not isinstance(message, dict):

@@ -1,15 +1,31 @@
 """oslo.messaging-compatible RPC over RabbitMQ with aio-pika: call, cast, fanout cast, serve.
 
 One :class:`RpcTransport` per process holds one AMQP connection, supervised by a task that
-connects to the brokers of ``transport_url`` in turn and, after any loss (broker restart,
-``rabbitmqctl close_all_connections``, a channel error), reconnects and re-runs every declaration
-and consumer (the reply queue and each :class:`RpcServer`). Calls in flight when the connection
-drops fail at once with :class:`RpcConnectionLost`: the caller's retry policy decides, nothing
-hangs. Every call has a deadline covering the wait for a connection, the publish and the reply.
+connects to the brokers of ``transport_url`` and, after any loss (a broker or cluster node
+stopped, ``rabbitmqctl close_all_connections``, a channel error, a consumer cancelled by the
+broker because its queue went away with a cluster node, a broker that stopped answering),
+connects again and re-runs every declaration and consumer (the reply queue and each
+:class:`RpcServer`: notification, fanout and resource push queues). Brokers are tried as
+oslo.messaging tries them: the list shuffled once, then the next one after a loss
+(``kombu_failover_strategy``); when every broker failed once, the next round waits
+``rabbit_retry_interval`` (+ ``rabbit_retry_backoff`` per round, at most
+``rabbit_interval_max``), forever, so the transport comes back as soon as any broker does.
+Calls in flight when the connection drops fail at once with :class:`RpcConnectionLost` (the
+caller's retry policy decides; :class:`NeutronServerApi` retries), nothing hangs: every call has
+a deadline covering the wait for a connection, the publish and the reply.
 
-Queues and exchanges are declared exactly as oslo's rabbit driver declares them (any other
-argument makes RabbitMQ refuse the declaration with PRECONDITION_FAILED when a real neutron
-peer declared it first).
+``[oslo_messaging_rabbit]`` (:class:`aovs.rpc.options.RabbitOptions`, overridden by the URL's
+query parameters) gives TLS (:mod:`aovs.rpc.tls`), the heartbeat (negotiated with the broker,
+plus a liveness probe every ``heartbeat_timeout_threshold / heartbeat_rate`` s: a broker silent
+for ``heartbeat_timeout_threshold`` s is lost), the reconnect delays, and the durability of the
+queues. Queues and exchanges are declared exactly as oslo's rabbit driver declares them with the
+same options (any other argument makes RabbitMQ refuse the declaration with PRECONDITION_FAILED
+when a real neutron peer declared it first), on a channel of their own, with oslo's two
+fallbacks: an exchange or queue that exists non-durable is used non-durable, and a queue stuck
+on a cluster node that is down (NOT_FOUND) is deleted and declared again. A durable classic
+queue cannot be while its node is down: the other consumers (and calls) run meanwhile and the
+missing ones are declared again in the background until the node is back. Session setup has a
+deadline (``setup_timeout``): a declaration a hung node never answers fails the attempt.
 """
 
 from __future__ import annotations
@@ -18,6 +34,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import random
+import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,17 +50,33 @@ from aio_pika.abc import (
     AbstractQueue,
 )
 
-from aovs.backoff import Backoff
 from aovs.rpc import wire
+from aovs.rpc.backoff import RetryIntervals
 from aovs.rpc.dispatch import Dispatcher
 from aovs.rpc.errors import RpcConnectionLost, RpcError, RpcTimeout
-from aovs.rpc.url import BrokerAddress, parse_transport_url
+from aovs.rpc.options import (
+    ExchangeSpec,
+    QueueSpec,
+    RabbitOptions,
+    control_exchange,
+    fanout_exchange,
+    ignored_query,
+    topic_queue,
+    transient_queue,
+)
+from aovs.rpc.tls import (
+    TlsConfigError,
+    client_context,
+    closed_during_handshake,
+    describe_tls_error,
+)
+from aovs.rpc.url import BrokerAddress, parse_transport
 
 LOG = logging.getLogger(__name__)
 
 CONTROL_EXCHANGE = "neutron"
-TRANSIENT_QUEUE_EXPIRES_MS = 1_800_000  # oslo's rabbit_transient_queues_ttl (1800 s)
 PUBLISH_TIMEOUT = 10.0  # casts and replies: how long to wait for a connection and a confirm
+CLOSE_TIMEOUT = 2.0  # closing a lost connection must not wait on a dead peer
 _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     aiormq.exceptions.AMQPError,
     ConnectionError,
@@ -50,9 +84,93 @@ _BROKER_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,  # aio-pika: "channel closed" / "connection closed" on a dead session
 )
 
-_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, TimeoutError)
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, TimeoutError, TlsConfigError)
+_DECLARE_ERRORS: tuple[type[BaseException], ...] = (*_BROKER_ERRORS, TimeoutError)
 
 SessionHook = Callable[["Session"], Awaitable[None]]
+Consumer = Callable[[AbstractIncomingMessage], Awaitable[None]]
+
+
+class _DropTransportErrors(logging.Filter):
+    """aiormq logs every failed connection attempt itself ("error when creating transport");
+    aovs logs each attempt once, naming the broker, so that line is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(_DropTransportErrors())
+
+
+class _Declarer:
+    """Declarations on a channel of their own, as oslo declares them.
+
+    RabbitMQ answers a refused declaration by closing the channel: here that closes only this
+    channel (reopened for the next declaration), so oslo's fallbacks can be applied without
+    losing the session, and the publish and consume channels close only when the connection
+    does.
+    """
+
+    def __init__(self, connection: AbstractConnection) -> None:
+        self._connection = connection
+        self._channel: AbstractChannel | None = None
+        self._exchanges: set[str] = set()
+
+    async def channel(self) -> AbstractChannel:
+        if self._channel is None or self._channel.is_closed:
+            self._channel = await self._connection.channel(publisher_confirms=False)
+        return self._channel
+
+    async def exchange(self, name: str, kind: aio_pika.ExchangeType, spec: ExchangeSpec) -> None:
+        """Declare once per session (publishing to an undeclared exchange closes the channel)."""
+        if name in self._exchanges:
+            return
+        try:
+            await (await self.channel()).declare_exchange(
+                name, kind, durable=spec.durable, auto_delete=spec.auto_delete
+            )
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if not (spec.durable and "inequivalent arg 'durable'" in str(exc)):
+                raise
+            LOG.warning(
+                "exchange %s exists non-durable; using it non-durable (oslo's fallback)", name
+            )
+            await (await self.channel()).declare_exchange(
+                name, kind, durable=False, auto_delete=spec.auto_delete
+            )
+        self._exchanges.add(name)
+
+    async def queue(self, name: str, spec: QueueSpec) -> None:
+        def declare(channel: AbstractChannel, durable: bool) -> Awaitable[AbstractQueue]:
+            return channel.declare_queue(
+                name, durable=durable, auto_delete=spec.auto_delete, arguments=dict(spec.arguments)
+            )
+
+        try:
+            await declare(await self.channel(), spec.durable)
+        except aiormq.exceptions.ChannelPreconditionFailed as exc:
+            if not (spec.durable and "inequivalent arg 'durable'" in str(exc)):
+                raise
+            LOG.warning("queue %s exists non-durable; using it non-durable (oslo's fallback)", name)
+            await declare(await self.channel(), False)
+        except aiormq.exceptions.ChannelNotFoundEntity as exc:
+            # oslo (LP 2068630): a queue whose cluster node is down cannot be declared again
+            # until it is deleted; the new one lives on a node that is up
+            LOG.warning(
+                "queue %s is stuck on a node that is down (%s); deleting and declaring it again",
+                name,
+                exc,
+            )
+            # (a DURABLE classic queue cannot be: RabbitMQ keeps it for its node's return, and
+            # this raises NOT_FOUND again; RpcServer then consumes the rest meanwhile)
+            with contextlib.suppress(*_BROKER_ERRORS):
+                await (await self.channel()).queue_delete(name)
+            await declare(await self.channel(), spec.durable)
+
+    async def bind(self, queue: str, exchange: str, routing_key: str) -> None:
+        channel = await self.channel()
+        handle = await channel.get_queue(queue, ensure=False)
+        await handle.bind(exchange, routing_key=routing_key)
 
 
 @dataclass
@@ -63,47 +181,85 @@ class Session:
     connection: AbstractConnection
     publish_channel: AbstractChannel
     consume_channel: AbstractChannel
-    control_exchange: AbstractExchange
+    declarer: _Declarer
+    options: RabbitOptions
     lost: asyncio.Future[BaseException | None]
-    _fanout_exchanges: dict[str, AbstractExchange] = field(default_factory=dict)
+    control_exchange: AbstractExchange
+    _publish_exchanges: dict[str, AbstractExchange] = field(default_factory=dict)
 
-    async def fanout_exchange(self, topic: str, channel: AbstractChannel) -> AbstractExchange:
-        """``<topic>_fanout`` as oslo declares it; publishing to an undeclared exchange would
-        close the channel, so it is declared (idempotently) before first use per session."""
+    def mark_lost(self, reason: BaseException | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(reason)
+
+    async def fanout_exchange(self, topic: str) -> str:
+        """``<topic>_fanout``, declared as oslo declares it (once per session); its name."""
         name = f"{topic}_fanout"
-        key = f"{id(channel)}:{name}"
-        exchange = self._fanout_exchanges.get(key)
+        await self.declarer.exchange(
+            name, aio_pika.ExchangeType.FANOUT, fanout_exchange(self.options)
+        )
+        return name
+
+    async def publish_exchange(self, name: str) -> AbstractExchange:
+        """A handle to publish on exchange ``name`` (declared beforehand) with confirms."""
+        exchange = self._publish_exchanges.get(name)
         if exchange is None:
-            exchange = await channel.declare_exchange(
-                name, aio_pika.ExchangeType.FANOUT, durable=False, auto_delete=True
-            )
-            self._fanout_exchanges[key] = exchange
+            exchange = await self.publish_channel.get_exchange(name, ensure=False)
+            self._publish_exchanges[name] = exchange
         return exchange
+
+    async def consume(self, queue: str, callback: Consumer) -> tuple[AbstractQueue, str]:
+        """Consume (no ack, as oslo's RPC listener acks on receipt) from a declared queue."""
+        handle = await self.consume_channel.get_queue(queue, ensure=False)
+        return handle, await handle.consume(callback, no_ack=True)
 
 
 class RpcTransport:
     """The process's link to RabbitMQ, speaking oslo.messaging's wire format.
 
     ``await transport.start()`` connects (raising :class:`RpcConnectionLost` if no broker
-    answers within ``connect_timeout``); afterwards the supervisor keeps reconnecting forever.
+    answers within a round of ``connect_timeout`` per broker); afterwards the supervisor keeps
+    reconnecting forever. ``options`` is ``[oslo_messaging_rabbit]`` (the URL's query parameters
+    override it); ``reconnect_delay`` / ``reconnect_max_delay``, when given, override its
+    ``kombu_reconnect_delay`` / ``rabbit_interval_max`` (tests use short ones).
     """
 
     def __init__(
         self,
         transport_url: str,
         *,
+        options: RabbitOptions | None = None,
         control_exchange: str = CONTROL_EXCHANGE,
         connect_timeout: float = 5.0,
-        reconnect_delay: float = 0.5,
-        reconnect_max_delay: float = 10.0,
+        setup_timeout: float = 15.0,
+        reconnect_delay: float | None = None,
+        reconnect_max_delay: float | None = None,
+        rng: random.Random | None = None,
     ) -> None:
-        self.brokers = parse_transport_url(transport_url)
+        url = parse_transport(transport_url)
+        self.brokers = url.brokers
+        self.options = (options or RabbitOptions()).with_query(url.query)
+        ignored = ignored_query(url.query)
+        if ignored:
+            LOG.info("transport_url query parameters ignored: %s", ", ".join(ignored))
         self.control_exchange_name = control_exchange
         self.connect_timeout = connect_timeout
-        self.reconnect_delay = reconnect_delay
-        self.reconnect_max_delay = reconnect_max_delay
+        self.setup_timeout = setup_timeout  # the declarations after connecting: never a hang
+        self.reconnect_delay = (
+            self.options.kombu_reconnect_delay if reconnect_delay is None else reconnect_delay
+        )
+        maximum = self.options.rabbit_interval_max
+        self.reconnect_max_delay = float(
+            maximum if reconnect_max_delay is None else reconnect_max_delay
+        )
+        self._rng = rng or random.Random()
+        # oslo shuffles the hosts once, so that a fleet of agents spreads over a cluster
+        self._order = list(self.brokers)
+        if len(self._order) > 1:
+            self._rng.shuffle(self._order)
         self.reply_queue = f"reply_{wire.new_id()}"
         self.connections_made = 0  # observable: tests and metrics see reconnects
+        self.last_error: str | None = None  # why the last connection attempt failed
+        self._tls: ssl.SSLContext | None = None
         self._session: Session | None = None
         self._connected = asyncio.Event()
         self._hooks: list[SessionHook] = [self._declare_reply_queue]
@@ -134,8 +290,7 @@ class RpcTransport:
         self._connected.clear()
         self._fail_pending(RpcConnectionLost("transport closed"))
         if session is not None:
-            with contextlib.suppress(*_BROKER_ERRORS):
-                await session.connection.close()
+            await self._close_connection(session)
 
     async def __aenter__(self) -> RpcTransport:
         await self.start()
@@ -148,6 +303,11 @@ class RpcTransport:
     def is_connected(self) -> bool:
         return self._session is not None
 
+    @property
+    def current_broker(self) -> BrokerAddress | None:
+        """The broker of the live session (None while disconnected)."""
+        return None if self._session is None else self._session.broker
+
     async def wait_connected(self, within: float) -> Session:
         """The live session; :class:`RpcConnectionLost` if none comes ``within`` seconds."""
         if self._closed:
@@ -157,9 +317,10 @@ class RpcTransport:
                 async with asyncio.timeout(within):
                     await self._connected.wait()
             except TimeoutError:
+                last = f"; last error: {self.last_error}" if self.last_error else ""
                 raise RpcConnectionLost(
                     f"no broker connection within {within:g} s "
-                    f"({', '.join(map(str, self.brokers))})"
+                    f"({', '.join(map(str, self.brokers))}){last}"
                 ) from None
         assert self._session is not None
         return self._session
@@ -265,7 +426,7 @@ class RpcTransport:
             async with asyncio.timeout(PUBLISH_TIMEOUT):
                 session = await self.wait_connected(PUBLISH_TIMEOUT)
                 try:
-                    exchange = await session.fanout_exchange(topic, session.publish_channel)
+                    exchange = await session.publish_exchange(await session.fanout_exchange(topic))
                 except _BROKER_ERRORS as exc:
                     raise RpcConnectionLost(f"declare {topic}_fanout: {exc}") from exc
                 await self._publish(session, exchange, "", wire.encode(inner))
@@ -317,13 +478,8 @@ class RpcTransport:
             ) from exc
 
     async def _declare_reply_queue(self, session: Session) -> None:
-        queue = await session.consume_channel.declare_queue(
-            self.reply_queue,
-            durable=False,
-            auto_delete=False,
-            arguments={"x-expires": TRANSIENT_QUEUE_EXPIRES_MS},
-        )
-        await queue.consume(self._on_reply, no_ack=True)
+        await session.declarer.queue(self.reply_queue, transient_queue(self.options))
+        await session.consume(self.reply_queue, self._on_reply)
 
     async def _on_reply(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -350,31 +506,92 @@ class RpcTransport:
             if not future.done():
                 future.set_exception(error)
 
+    def _next_index(self, index: int) -> int:
+        """The broker to try first after losing ``index`` (kombu_failover_strategy)."""
+        count = len(self._order)
+        if count == 1:
+            return 0
+        if self.options.kombu_failover_strategy == "shuffle":
+            return self._rng.choice([i for i in range(count) if i != index])
+        return (index + 1) % count
+
     async def _supervise(self) -> None:
-        attempt = 0
-        backoff = Backoff(self.reconnect_delay, self.reconnect_max_delay, jitter=False)
+        index = 0
+        waits = RetryIntervals(
+            self.options.rabbit_retry_interval,
+            self.options.rabbit_retry_backoff,
+            self.reconnect_max_delay,
+        )
         while not self._closed:
-            broker = self.brokers[attempt % len(self.brokers)]
-            attempt += 1
-            session = await self._open_session(broker)
+            session: Session | None = None
+            for step in range(len(self._order)):  # one round: every broker once
+                candidate = (index + step) % len(self._order)
+                session = await self._open_session(self._order[candidate])
+                if session is not None:
+                    index = candidate
+                    break
             if session is None:
-                if attempt % len(self.brokers) == 0:  # a full round failed: wait, then retry
-                    await asyncio.sleep(backoff.next_delay())
+                await asyncio.sleep(waits.next_wait())
                 continue
-            attempt -= 1  # stay on the broker that worked
-            backoff.reset()
+            waits.reset()
             self.connections_made += 1
+            self.last_error = None
             self._session = session
             self._connected.set()
-            LOG.info("connected to broker %s", broker)
-            reason = await session.lost
+            LOG.info(
+                "connected to broker %s%s", session.broker, " (TLS)" if self.options.ssl else ""
+            )
+            watchdog = asyncio.create_task(self._watch(session), name="aovs-rpc-liveness")
+            try:
+                reason = await session.lost
+            finally:
+                watchdog.cancel()
             self._connected.clear()
             self._session = None
-            self._fail_pending(RpcConnectionLost(f"connection to {broker} lost: {reason}"))
-            LOG.warning("broker connection %s lost (%s); reconnecting", broker, reason)
-            with contextlib.suppress(*_BROKER_ERRORS):
+            self._fail_pending(RpcConnectionLost(f"connection to {session.broker} lost: {reason}"))
+            index = self._next_index(index)
+            LOG.warning(
+                "broker connection %s lost (%s); reconnecting in %g s (next: %s)",
+                session.broker,
+                reason,
+                self.reconnect_delay,
+                self._order[index],
+            )
+            await self._close_connection(session)
+            splay = self._rng.uniform(0, self.options.kombu_reconnect_splay)
+            await asyncio.sleep(self.reconnect_delay + splay)
+
+    async def _watch(self, session: Session) -> None:
+        """oslo's heartbeat check: a broker that has not answered a probe (a basic.qos round
+        trip) within heartbeat_timeout_threshold seconds is lost, even if TCP says nothing."""
+        interval = self.options.heartbeat_check_interval
+        if interval is None:
+            return
+        threshold = self.options.heartbeat_timeout_threshold
+        while not session.lost.done():
+            await asyncio.sleep(interval)
+            try:
+                async with asyncio.timeout(threshold):
+                    await session.publish_channel.set_qos(prefetch_count=0)
+            except TimeoutError:
+                session.mark_lost(
+                    TimeoutError(
+                        f"no answer from the broker within {threshold} s "
+                        "(heartbeat_timeout_threshold)"
+                    )
+                )
+            except _BROKER_ERRORS as exc:
+                session.mark_lost(exc)
+
+    async def _close_connection(self, session: Session) -> None:
+        with contextlib.suppress(*_BROKER_ERRORS, TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT):
                 await session.connection.close()
-            await asyncio.sleep(self.reconnect_delay)
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.options.ssl and self._tls is None:
+            self._tls = client_context(self.options)  # TlsConfigError: a failed attempt
+        return self._tls
 
     async def _open_session(self, broker: BrokerAddress) -> Session | None:
         loop = asyncio.get_running_loop()
@@ -384,39 +601,76 @@ class RpcTransport:
             if not lost.done():
                 lost.set_result(exc)
 
+        def consumer_cancelled(frame: Any) -> None:
+            # the broker cancelled a consumer: its queue was deleted (its cluster node went
+            # down, or someone deleted it); oslo reconnects, which declares it again
+            if not lost.done():
+                tag = getattr(frame, "consumer_tag", "?")
+                lost.set_result(ConnectionError(f"consumer {tag} cancelled by the broker"))
+
         connection: AbstractConnection | None = None
         try:
+            tls = self._tls_context()
             connection = await aio_pika.connect(
                 host=broker.host,
                 port=broker.port,
                 login=broker.username,
                 password=broker.password,
                 virtualhost=broker.virtual_host,
+                ssl=tls is not None,
+                ssl_context=tls,
                 timeout=self.connect_timeout,
                 client_properties={"connection_name": f"aovs:{self.reply_queue}"},
+                heartbeat=self.options.heartbeat_timeout_threshold,
             )
             connection.close_callbacks.add(mark_lost)
             publish_channel = await connection.channel(publisher_confirms=True)
             consume_channel = await connection.channel(publisher_confirms=False)
             publish_channel.close_callbacks.add(mark_lost)
             consume_channel.close_callbacks.add(mark_lost)
-            control_exchange = await publish_channel.declare_exchange(
-                self.control_exchange_name,
-                aio_pika.ExchangeType.TOPIC,
-                durable=False,
-                auto_delete=False,
-            )
-            session = Session(
-                broker, connection, publish_channel, consume_channel, control_exchange, lost
-            )
-            for hook in list(self._hooks):
-                await hook(session)
+            underlay = await consume_channel.get_underlay_channel()
+            underlay.on_consumer_cancel_callbacks.add(consumer_cancelled)
+            declarer = _Declarer(connection)
+            try:
+                async with asyncio.timeout(self.setup_timeout):
+                    await declarer.exchange(
+                        self.control_exchange_name,
+                        aio_pika.ExchangeType.TOPIC,
+                        control_exchange(self.options),
+                    )
+                    session = Session(
+                        broker,
+                        connection,
+                        publish_channel,
+                        consume_channel,
+                        declarer,
+                        self.options,
+                        lost,
+                        await publish_channel.get_exchange(
+                            self.control_exchange_name, ensure=False
+                        ),
+                    )
+                    for hook in list(self._hooks):
+                        await hook(session)
+            except TimeoutError:
+                # e.g. a queue whose cluster node hangs: RabbitMQ answers once it has noticed
+                raise TimeoutError(
+                    f"declarations not answered within {self.setup_timeout:g} s"
+                ) from None
             return session
         except _CONNECT_ERRORS as exc:
-            LOG.warning("cannot connect to broker %s: %s", broker, exc or type(exc).__name__)
+            reason = describe_tls_error(exc) or str(exc) or type(exc).__name__
+            if self.options.ssl and connection is None and closed_during_handshake(exc):
+                reason += (
+                    " (TLS: the broker closed the connection at the handshake: does it require "
+                    "a client certificate, [oslo_messaging_rabbit] ssl_cert_file/ssl_key_file?)"
+                )
+            self.last_error = f"{broker}: {reason}"
+            LOG.warning("cannot connect to broker %s: %s", broker, reason)
             if connection is not None:
-                with contextlib.suppress(*_BROKER_ERRORS):
-                    await connection.close()
+                with contextlib.suppress(*_BROKER_ERRORS, TimeoutError):
+                    async with asyncio.timeout(CLOSE_TIMEOUT):
+                        await connection.close()
             return None
 
 
@@ -440,21 +694,28 @@ class RpcServer:
         self.received = 0
         self._dedup = wire.DuplicateFilter()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._consumers: list[tuple[AbstractQueue, str]] = []
+        self._consumers: dict[str, tuple[AbstractQueue, str]] = {}  # by queue, this session
+        self._consumed_on: Session | None = None
+        self._retry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.transport.add_session_hook(self._declare)
         session = self.transport._session
         if session is not None:
             try:
-                await self._declare(session)
-            except _BROKER_ERRORS as exc:
-                # the supervisor notices the dead session and re-runs the hook on reconnect
-                LOG.warning("declaring consumers for %s failed: %s", self.topic, exc)
+                async with asyncio.timeout(self.transport.setup_timeout):
+                    await self._declare(session)
+            except _DECLARE_ERRORS as exc:
+                # as when it fails at connect: a new session (after the waits) declares again
+                reason = str(exc) or type(exc).__name__
+                LOG.warning("declaring consumers for %s failed: %s", self.topic, reason)
+                session.mark_lost(exc)
 
     async def stop(self) -> None:
         self.transport.remove_session_hook(self._declare)
-        for queue, tag in self._consumers:
+        if self._retry is not None:
+            self._retry.cancel()
+        for queue, tag in self._consumers.values():
             with contextlib.suppress(*_BROKER_ERRORS):
                 await queue.cancel(tag)
         self._consumers.clear()
@@ -462,28 +723,60 @@ class RpcServer:
             task.cancel()
 
     async def _declare(self, session: Session) -> None:
-        channel = session.consume_channel
-        exchange = await channel.declare_exchange(
-            self.transport.control_exchange_name,
-            aio_pika.ExchangeType.TOPIC,
-            durable=False,
-            auto_delete=False,
+        """The session hook: declare and consume every queue. A queue RabbitMQ cannot give
+        (NOT_FOUND: a durable classic queue whose cluster node is down) does not stop the
+        others, nor the session: it is declared again in the background until it is back."""
+        missing = await self._declare_queues(session)
+        if missing:
+            LOG.warning("queues %s cannot be declared now (%s); consuming the others, retrying",
+                        ", ".join(missing), "their cluster node is down?")  # fmt: skip
+            if self._retry is None or self._retry.done():
+                self._retry = asyncio.create_task(self._keep_declaring(session))
+
+    async def _declare_queues(self, session: Session) -> list[str]:
+        if session is not self._consumed_on:
+            self._consumed_on, self._consumers = session, {}
+        options = self.transport.options
+        exchange = self.transport.control_exchange_name
+        declarer = session.declarer
+        await declarer.exchange(exchange, aio_pika.ExchangeType.TOPIC, control_exchange(options))
+        fanout = await session.fanout_exchange(self.topic)
+        direct = f"{self.topic}.{self.server}"
+        wanted = (
+            (self.topic, topic_queue(options), exchange, self.topic),
+            (direct, topic_queue(options), exchange, direct),
+            (self.fanout_queue, transient_queue(options), fanout, self.topic),
         )
-        consumers: list[tuple[AbstractQueue, str]] = []
-        for name in (self.topic, f"{self.topic}.{self.server}"):
-            queue = await channel.declare_queue(name, durable=False, auto_delete=False)
-            await queue.bind(exchange, routing_key=name)
-            consumers.append((queue, await queue.consume(self._on_message, no_ack=True)))
-        fanout = await session.fanout_exchange(self.topic, channel)
-        queue = await channel.declare_queue(
-            self.fanout_queue,
-            durable=False,
-            auto_delete=False,
-            arguments={"x-expires": TRANSIENT_QUEUE_EXPIRES_MS},
-        )
-        await queue.bind(fanout, routing_key="")
-        consumers.append((queue, await queue.consume(self._on_message, no_ack=True)))
-        self._consumers = consumers
+        missing = []
+        for name, spec, source, key in wanted:
+            if name in self._consumers:
+                continue
+            try:
+                await declarer.queue(name, spec)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                missing.append(name)
+                continue
+            await declarer.bind(name, source, routing_key=key)
+            self._consumers[name] = await session.consume(name, self._on_message)
+        return missing
+
+    async def _keep_declaring(self, session: Session) -> None:
+        options = self.transport.options
+        waits = RetryIntervals(options.rabbit_retry_interval, options.rabbit_retry_backoff,
+                               self.transport.reconnect_max_delay)  # fmt: skip
+        while self.transport._session is session and not session.lost.done():
+            await asyncio.sleep(waits.next_wait())
+            if self.transport._session is not session:
+                return  # a new session declares everything itself
+            try:
+                async with asyncio.timeout(self.transport.setup_timeout):
+                    missing = await self._declare_queues(session)
+            except _DECLARE_ERRORS as exc:
+                session.mark_lost(exc)
+                return
+            if not missing:
+                LOG.info("every queue of %s is declared again and consumed", self.topic)
+                return
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         # no await before dispatch: aiormq starts one task per delivery, in order, so inline

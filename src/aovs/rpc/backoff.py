@@ -32,3 +32,30 @@ class BackingOffTimeouts:
         wait = self.uniform(0.0, min(current, self.default))
         self._timeouts[method] = min(current * 2, self.maximum)
         return wait
+
+
+@dataclass
+class RetryIntervals:
+    """oslo.messaging's waits between rounds of connection attempts (kombu's ``fxrange``).
+
+    ``interval``, then ``interval + step``, ``interval + 2 * step``, ... never more than
+    ``maximum`` ([oslo_messaging_rabbit] rabbit_retry_interval, rabbit_retry_backoff,
+    rabbit_interval_max: 1, 3, 5, ... 29, 30, 30 by default); :meth:`reset` after a success.
+    """
+
+    interval: float = 1.0
+    step: float = 2.0
+    maximum: float = 30.0
+    _rounds: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0 or self.step < 0 or self.maximum <= 0:
+            raise ValueError(f"need interval > 0, step >= 0, maximum > 0: {self!r}")
+
+    def next_wait(self) -> float:
+        wait = min(self.interval + self._rounds * self.step, self.maximum)
+        self._rounds += 1
+        return wait
+
+    def reset(self) -> None:
+        self._rounds = 0

@@ -27,7 +27,7 @@ class FakeOvsdb:
         self.transactions.append(commands)
 
 
-def writer(delay: float) -> tuple[PortMetadataWriter, FakeOvsdb]:
+def writer(delay: float | None) -> tuple[PortMetadataWriter, FakeOvsdb]:
     fake = FakeOvsdb()
     return PortMetadataWriter(cast(OVSDBClient, fake), delay), fake
 
@@ -89,3 +89,14 @@ async def test_nothing_changed_starts_nothing(configs: dict[str, PortConfig] | N
     meta.changed(configs or {})
     await asyncio.wait_for(meta.wait_idle(), 1)
     assert fake.transactions == []
+
+
+async def test_without_a_delay_nothing_is_written_before_the_stop() -> None:
+    meta, fake = writer(None)
+    meta.changed({"tap1": PortConfig.dead()})
+    meta.changed({"tap1": PortConfig(tag=2), "tap2": PortConfig(tag=3)})
+    await asyncio.wait_for(meta.wait_idle(), 1)  # idle at once: nothing scheduled
+    await asyncio.sleep(0.05)
+    assert fake.transactions == [] and meta.pending == 2
+    await meta.flush()  # the agent stops: everything owed, in one transaction
+    assert [tags(t) for t in fake.transactions] == [{"tap1": 2, "tap2": 3}]

@@ -31,6 +31,9 @@ def test_br_int_base_has_canary_dead_vlan_and_no_normal() -> None:
     assert all(normal() not in flow.actions for flow in flows)
     for table in (tables.LOCAL_VLAN_TABLE, tables.L2_FORWARD_TABLE, tables.L2_FLOOD_TABLE):
         assert Flow(table, 0) in flows  # default: drop
+    # neutron 29's 58 -> 59 -> 60 exists, so its agent taking the host back loses no frame
+    assert Flow(58, 0, actions=(GotoTable(59),)) in flows
+    assert Flow(59, 0, actions=(GotoTable(tables.TRANSIENT_TABLE),)) in flows
 
 
 def test_br_int_translates_segmentation_vlan_to_local() -> None:
