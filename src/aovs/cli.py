@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from aovs.config import ConfigError, ConfigLocation, IniFiles
+from aovs.ovsdb.errors import OVSDBError
 from aovs.ovsdb.tls import TLSConfigError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -204,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, TLSConfigError) as exc:  # a key that does not match its certificate
         print(f"aovs: {exc}", file=sys.stderr)
         return 2
+    except OVSDBError as exc:  # e.g. no OVSDB socket within the start's 30 s: one line, exit 3
+        print(f"aovs: OVSDB: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         return 130
 

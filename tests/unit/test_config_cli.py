@@ -138,3 +138,18 @@ def test_status_finds_the_socket_from_the_ini_state_path(
     conf.write_text(f"[DEFAULT]\nstate_path = {tmp_path}\n")
     assert main(["status", "--config-file", str(conf), "--health", "--timeout", "0.5"]) == 2
     assert str(tmp_path / "aovs" / "aovs.sock") in capsys.readouterr().err
+
+
+def test_an_unreachable_ovsdb_is_one_line_and_exit_3(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import aovs.agent.agent
+    from aovs.ovsdb.errors import ConnectionLost
+
+    def unreachable(cfg: AgentConfig, reread: Callable[[], AgentConfig]) -> int:
+        raise ConnectionLost("unix:/nowhere/db.sock: not connected after 30.0s")
+
+    monkeypatch.setattr(aovs.agent.agent, "run_agent", unreachable)
+    assert main(["agent", "--config-file", str(OVS_INI)]) == 3
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aovs: OVSDB: unix:/nowhere/db.sock") and "\n" not in err
