@@ -45,6 +45,7 @@ from aovs.config_ini import IniError, IniFiles, IniResult, Origin, is_secret, la
 from aovs.rpc.errors import TransportUrlError
 from aovs.rpc.options import RabbitOptions
 from aovs.rpc.url import parse_transport
+from aovs.rpc.url import redact as redact_url  # every password hidden, for printing
 
 __all__ = [
     "DEFAULT_CONFIG_FILE",
@@ -396,23 +397,6 @@ def log_ignored(loaded: LoadedConfig, logger: logging.Logger | None = None) -> N
     line = loaded.ignored_line
     if line is not None:
         (logger or LOG).log(logging.WARNING if loaded.hinted else logging.INFO, line)
-
-
-def redact_url(url: str) -> str:
-    """``rabbit://user:***@host:5672,user:***@host2:5672/vhost``: every password hidden."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    at = rest.rfind("@")
-    end = rest.find("/", at + 1)
-    netloc, tail = (rest, "") if end < 0 else (rest[:end], rest[end:])
-    hosts = []
-    for part in netloc.split(","):
-        creds, found, hostport = part.rpartition("@")
-        if found and ":" in creds:
-            part = f"{creds.split(':', 1)[0]}:***@{hostport}"
-        hosts.append(part)
-    return f"{scheme}://{','.join(hosts)}{tail}"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
