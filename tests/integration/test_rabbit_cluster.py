@@ -7,6 +7,7 @@ queues are declared as the real oslo.messaging declares them, and both talk to e
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import tempfile
@@ -23,6 +24,7 @@ import pytest
 from agent_world import agent_config, flows_with, plug, port_id, running_agent, topology, wait_until
 from oslo_config import cfg
 
+from aovs.agent.agent import Agent
 from aovs.rpc.amqp import RpcTransport
 from aovs.rpc.errors import RpcConnectionLost, RpcTimeout
 from aovs.rpc.events import PortDelete
@@ -82,6 +84,20 @@ def cluster(module_cluster: Cluster) -> Cluster:
     return module_cluster
 
 
+@contextlib.asynccontextmanager
+async def agent_on_cluster(
+    cluster: Cluster, sandbox: OVSSandbox, state_path: Path, ports: int
+) -> AsyncIterator[tuple[NeutronServerSimulator, Agent]]:
+    """The simulator and an agent (physnet1 on br-phys), both on a fresh vhost of the cluster."""
+    sandbox.add_physical_bridge("br-phys")
+    url = cluster.url(cluster.vhost())
+    async with (
+        NeutronServerSimulator(topology(ports), url) as sim,
+        running_agent(agent_config(sandbox, url, state_path)) as agent,
+    ):
+        yield sim, agent
+
+
 def _no_password(caplog: pytest.LogCaptureFixture) -> None:
     assert PASSWORD not in caplog.text
     assert "cl%40ster" not in caplog.text  # nor its percent-encoded form
@@ -94,13 +110,7 @@ async def test_the_node_in_use_stops_and_no_port_is_lost(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    fresh_sandbox.add_physical_bridge("br-phys")
-    world = topology(12)
-    url = cluster.url(cluster.vhost())
-    async with (
-        NeutronServerSimulator(world, url) as sim,
-        running_agent(agent_config(fresh_sandbox, url, state_path)) as agent,
-    ):
+    async with agent_on_cluster(cluster, fresh_sandbox, state_path, 12) as (sim, agent):
         core = agent.core
         assert core is not None
         plug(fresh_sandbox, range(6))
@@ -144,13 +154,7 @@ async def test_every_node_down_then_the_agent_comes_back_with_the_first_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO)
-    fresh_sandbox.add_physical_bridge("br-phys")
-    world = topology(4)
-    url = cluster.url(cluster.vhost())
-    async with (
-        NeutronServerSimulator(world, url) as sim,
-        running_agent(agent_config(fresh_sandbox, url, state_path)) as agent,
-    ):
+    async with agent_on_cluster(cluster, fresh_sandbox, state_path, 4) as (sim, agent):
         core = agent.core
         assert core is not None
         plug(fresh_sandbox, range(2))
