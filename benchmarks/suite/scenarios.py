@@ -117,27 +117,23 @@ def _tags_then_mark(
         matched = time.monotonic()
         at_match = session.switch_mark  # sampled by the match itself
         taps = [vm.tap for vm in session.vms()]
-        if session.settings().port_metadata_delay is None:
-            # the agent writes neutron's Port rows only when it stops: nothing to wait for
-            session.switch_mark = await settled(session.switch_cpu)
-            cpu, _ = cpu_between(at_match, session.switch_mark)
-            result.details["vswitchd_cpu_after_flows_seconds"] = (
-                None if cpu is None else round(cpu, 3)
-            )
-            result.details.setdefault("tags_written_seconds", None)
-            result.details.setdefault("tag_wait_seconds", 0.0)
-            result.details["vswitchd_cpu_note"] = "Port rows written when the agent stops"
-            return
-        done = await tags.wait_all(taps, TAG_WAIT, session.progress.update)
+        # with no port_metadata_delay the agent writes neutron's Port rows only when it stops:
+        # nothing to wait for
+        lazy = session.settings().port_metadata_delay is not None
+        done = await tags.wait_all(taps, TAG_WAIT, session.progress.update) if lazy else None
         # ovs-vswitchd learns of the last write when our monitor does and then reconfigures:
         # the CPU sample is taken once it has gone quiet again
-        session.progress.update("Port.tag written: waiting for ovs-vswitchd to settle")
+        session.progress.update("waiting for ovs-vswitchd to settle")
         session.switch_mark = await settled(session.switch_cpu)
         cpu, _ = cpu_between(at_match, session.switch_mark)
         result.details["vswitchd_cpu_after_flows_seconds"] = None if cpu is None else round(cpu, 3)
         if "tags_written_seconds" in result.details:
             return  # a second match (the first full check failed): keep the first figures
-        if done is None:
+        if not lazy:
+            result.details["tags_written_seconds"] = None
+            result.details["tag_wait_seconds"] = 0.0
+            result.details["vswitchd_cpu_note"] = "Port rows written when the agent stops"
+        elif done is None:
             result.details["tags_written_seconds"] = None
             result.details["ports_without_tag"] = len(tags.untagged(taps))
             result.details["tag_wait_seconds"] = round(time.monotonic() - matched, 4)
