@@ -44,7 +44,7 @@ from server.neutron_server import NeutronApiError, NeutronServer
 from aovs.agent.agent import Agent
 from aovs.config import AgentConfig
 from aovs.openflow.reconcile import stable_cookie
-from aovs.sandbox import OVSSandbox, running_sandbox
+from aovs.sandbox import OVSSandbox, SandboxError, running_sandbox
 
 # the takeover's test support lives beside the integration tests (not a package)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -235,12 +235,17 @@ async def test_takeover_from_neutrons_agent_and_back(
 
                 def handed_back() -> bool:
                     """neutron's firewall entries for both VMs, and aovs' cookie left only in
-                    aovs' own tables (neutron's first-iteration cleanup has run)."""
-                    now = cookies(sandbox, "br-int")
-                    new = set(now) - {ours["br-int"]} - theirs["br-int"]
-                    return wired_by(sandbox, taps, new) and (
-                        now.get(ours["br-int"], set()) <= AOVS_TABLES
-                    )
+                    aovs' own tables (neutron's first-iteration cleanup has run). Until then
+                    the bridge's management socket may reset a dump (neutron's agent sets
+                    br-int's protocols, and ovs-vswitchd drops its OpenFlow connections)."""
+                    try:
+                        now = cookies(sandbox, "br-int")
+                        new = set(now) - {ours["br-int"]} - theirs["br-int"]
+                        return wired_by(sandbox, taps, new) and (
+                            now.get(ours["br-int"], set()) <= AOVS_TABLES
+                        )
+                    except SandboxError:
+                        return False
 
                 await poll(lambda: handed_back(), bool, within=120,
                            what="neutron's agent wiring the VMs again")  # fmt: skip
