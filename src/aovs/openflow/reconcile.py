@@ -34,8 +34,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Container, Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
@@ -160,6 +161,39 @@ def takeover_summary(foreign: Mapping[FlowKey, Flow], desired: Mapping[FlowKey, 
     )
 
 
+def pending_changes(
+    installed: Mapping[FlowKey, Flow],
+    desired: Mapping[FlowKey, Flow],
+    opaque: Container[FlowKey] = (),
+) -> dict[FlowKey, Flow | None]:
+    """The keys where ``desired`` differs from ``installed``, with the desired flow (None:
+    installed but not desired); an opaque key that is desired always differs."""
+    get = installed.get
+    changes: dict[FlowKey, Flow | None] = {
+        key: want
+        for key, want in desired.items()
+        if (have := get(key)) is not want and (have != want or key in opaque)
+    }
+    for key in installed:
+        if key not in desired:
+            changes[key] = None
+    return changes
+
+
+def share_equal(
+    installed: dict[FlowKey, Flow],
+    desired: Mapping[FlowKey, Flow],
+    opaque: Container[FlowKey] = (),
+) -> None:
+    """Let ``installed`` hold the desired Flow objects where they are equal: a dump decodes
+    a copy of every flow (an agent restart, a reconnect), which would otherwise stay beside
+    the one the pipelines built (5000 ports: 410k flows, ~150 MB twice)."""
+    for key, have in installed.items():
+        want = desired.get(key)
+        if want is not None and want is not have and want == have and key not in opaque:
+            installed[key] = want
+
+
 def plan_sync(
     installed: Mapping[FlowKey, Flow],
     desired: Mapping[FlowKey, Flow],
@@ -209,7 +243,11 @@ class FlowReconciler:
         self._taking_over = take_over  # until the first full sync commits
         self._foreign: dict[FlowKey, Flow] = {}  # other cookies' flows (only while taking over)
         self.takeover: Takeover | None = None  # what the takeover did, once it committed
-        self._desired: dict[FlowKey, Flow] | None = None
+        # The desired set, kept as its difference to ``_installed`` (they are equal once a
+        # change has committed: 5000 ports, 410k flows, a second dict of them was ~20 MB):
+        # ``_pending`` maps each key where they may differ to the desired flow (None: absent).
+        self._wanted = False  # a desired set was given (sync)
+        self._pending: dict[FlowKey, Flow | None] = {}
         self._dumped_on = -1  # channel.connections when the installed view was last dumped
         self._lock = asyncio.Lock()
         self._requested = 0  # sync generations: coalesce to the newest
@@ -225,7 +263,9 @@ class FlowReconciler:
 
     @property
     def desired(self) -> Mapping[FlowKey, Flow] | None:
-        return self._desired
+        """The last desired set (``sync``, then ``apply``'s changes), or None before a sync;
+        a copy, built on each call."""
+        return self._desired_now() if self._wanted else None
 
     @property
     def foreign(self) -> Mapping[FlowKey, Flow]:
@@ -247,7 +287,10 @@ class FlowReconciler:
         target = self._keyed(desired)
         self._requested += 1
         generation = self._requested
-        self._desired = target
+        self._wanted = True
+        share_equal(self._installed, target, self._opaque)
+        self._pending = pending_changes(self._installed, target, self._opaque)
+        del target
         async with self._lock:
             if self._done >= generation:
                 return 0  # a newer set was applied while we waited
@@ -259,17 +302,38 @@ class FlowReconciler:
 
     async def apply(self, remove: Iterable[Flow] = (), add: Iterable[Flow] = ()) -> int:
         """Remove some flows and add (or change) others in one bundle; O(delta)."""
-        changes: dict[FlowKey, Flow | None] = {flow.key: None for flow in remove}
-        additions = self._keyed(add)
-        changes.update(additions)
-        if self._desired is not None:
-            for flow in remove:
-                if self._desired.get(flow.key) == flow:
-                    del self._desired[flow.key]
-            self._desired.update(additions)
-        async with self._lock:
-            await self._ensure_dumped()
-            return await self._commit(plan_change(self._installed, changes, self._opaque))
+        # One dict for the whole change (a cold boot's bundle can hold 400k flows). It joins
+        # the desired set when it commits, or when it fails (then a resync applies it): not
+        # as pending meanwhile, which would double the bundle's keys while it is sent.
+        # (a dict of flows taken as one of flows or None: nothing else holds it)
+        generation = self._requested  # a sync meanwhile replaces the desired set: not ours
+        removed: dict[FlowKey, Flow | None] = {}  # key -> desired there once removed
+        for flow in remove:
+            key = flow.key
+            desired = removed[key] if key in removed else self._desired_get(key)
+            removed[key] = None if desired == flow else desired
+        changes: dict[FlowKey, Flow | None] = self._keyed(add)  # type: ignore[assignment]
+        kept: dict[FlowKey, Flow | None] = {}  # removed from the switch, still desired
+        for key, desired in removed.items():
+            if key in changes:
+                continue  # re-added: the add replaces it
+            changes[key] = None
+            if self._wanted and desired is not None:
+                kept[key] = desired  # not the desired flow there: what is desired stays
+        del removed
+        try:
+            async with self._lock:
+                await self._ensure_dumped()
+                plan = plan_change(self._installed, changes, self._opaque)
+                changes.update(kept)
+                ours = self._wanted and self._requested == generation
+                return await self._commit(plan, changes if ours else None)
+        except BaseException:
+            if self._wanted and self._requested == generation:
+                changes.update(kept)
+                for key, want in changes.items():
+                    self._want(key, want)
+            raise
 
     async def warm_cache(self, batch: int = 1000) -> int:
         """Encode the desired flows' FlowMods ahead of need; returns how many were encoded.
@@ -280,10 +344,9 @@ class FlowReconciler:
         at a time, so events are never held up for more than a few milliseconds.
         """
         encoded = 0
-        desired = self._desired
-        if desired is None:
+        if not self._wanted:
             return 0
-        flows = list(desired.values())
+        flows = list(self._desired_now().values())
         for start in range(0, len(flows), batch):
             before = self.cache.misses
             for flow in flows[start : start + batch]:
@@ -314,7 +377,7 @@ class FlowReconciler:
     def _keyed(self, flows: Iterable[Flow]) -> dict[FlowKey, Flow]:
         listed = list(flows)
         if not any(flow.cookie for flow in listed):
-            keyed = {(f.table, f.priority, f.match): f for f in listed}
+            keyed = {f.key: f for f in listed}
             if len(keyed) == len(listed) or len(keyed) == len(set(listed)):
                 return keyed  # the common case: unstamped flows, one per key
         keyed = {}
@@ -341,7 +404,7 @@ class FlowReconciler:
             async with self._lock:
                 await self._dump()
                 self.resyncs += 1
-                if self._desired is not None:
+                if self._wanted:
                     sent = await self._commit_full()
                     LOG.info("%s: resynced after connect: %d FlowMods", self.channel, sent)
                     self._done = self._requested
@@ -354,10 +417,10 @@ class FlowReconciler:
 
     async def _commit_full(self) -> int:
         """The full diff to the desired set, committed (the takeover when one is due)."""
-        desired = self._desired
-        assert desired is not None
+        assert self._wanted
         if not self._taking_over:
-            return await self._commit(plan_sync(self._installed, desired, self._opaque))
+            return await self._commit(plan_change(self._installed, self._pending, self._opaque))
+        desired = self._desired_now()
         summary = takeover_summary(self._foreign, desired)
         sent = await self._commit(
             plan_takeover(self._installed, self._foreign, desired, self._opaque)
@@ -417,6 +480,11 @@ class FlowReconciler:
                         continue
                     installed[item.key] = item
                 await asyncio.sleep(0)  # a reply (~600 flows) at a time: the loop stays live
+        if self._wanted:
+            desired = self._desired_now()
+            share_equal(installed, desired, opaque)
+            self._pending = pending_changes(installed, desired, opaque)
+            del desired
         self._installed = installed
         self._opaque = opaque
         self._foreign = foreign
@@ -467,38 +535,98 @@ class FlowReconciler:
             hard_timeout=entry.hard_timeout,
         )
 
-    async def _commit(self, plan: FlowModPlan) -> int:
-        if not plan:
-            return 0
-        cache = self.cache
-        entries: list[_FlowMod | BundleEntry] = self._foreign_deletes(plan.delete_foreign)
-        entries += [_FlowMod(f, codec.DELETE_STRICT, cache) for f in plan.delete]
-        entries += [_FlowMod(f, codec.MODIFY_STRICT, cache) for f in plan.modify]
-        entries += [_FlowMod(f, codec.ADD, cache) for f in plan.add]
-        self.flowmods_sent += len(entries)
-        await commit_bundle(self.channel, entries, within=self.bundle_timeout)
-        self.bundles_committed += 1
+    async def _commit(
+        self, plan: FlowModPlan, after: Mapping[FlowKey, Flow | None] | None = None
+    ) -> int:
+        """Send ``plan`` in one bundle and update the installed view. ``after``: the desired
+        flow at each of its keys once this commits (``apply``'s change); a key of the plan
+        not in it keeps the desired flow it had."""
+        sent = 0
+        if plan:
+            cache = self.cache
+            entries = _FlowMods(self._foreign_deletes(plan.delete_foreign), plan, cache)
+            self.flowmods_sent += len(entries)
+            await commit_bundle(self.channel, entries, within=self.bundle_timeout)
+            self.bundles_committed += 1
+            sent = len(entries)
+            self._installed_now(plan, after)
+        if self._wanted:
+            for key, want in (after or {}).items():
+                self._want(key, want)
+            if not self._pending:
+                self._pending = {}  # a dict keeps its largest table: let that one go
+        return sent
+
+    def _installed_now(self, plan: FlowModPlan, after: Container[FlowKey] | None) -> None:
+        """``plan`` committed: the installed view (and the cache) follow; the desired flow at
+        each key ``after`` does not name is read before its installed one changes."""
         installed = self._installed
+        cache = self.cache
         for flow in plan.delete:
-            installed.pop(flow.key, None)
-            self._opaque.discard(flow.key)
+            key = flow.key
+            track = self._wanted and (after is None or key not in after)
+            want = self._desired_get(key) if track else None
+            gone = installed.pop(key, None)
+            self._opaque.discard(key)
+            cache.forget(flow)  # its ADD bytes would only serve a replay: gone with it
+            if gone is not None and gone != flow:
+                cache.forget(gone)
+            if track:
+                self._want(key, want)
         for flow in plan.modify:
-            installed[flow.key] = flow
+            self._install(flow, after)
         for flow in plan.add:
-            installed[flow.key] = flow
-            self._opaque.discard(flow.key)
+            self._install(flow, after, added=True)
         if self._foreign:  # a delta while taking over: what it added replaced a foreign rule
             for flow in plan.add:
                 self._foreign.pop(flow.key, None)
             for flow in plan.delete_foreign:
                 self._foreign.pop(flow.key, None)
-        return len(entries)
 
-    def _foreign_deletes(self, flows: list[Flow]) -> list[_FlowMod | BundleEntry]:
+    def _desired_now(self) -> dict[FlowKey, Flow]:
+        """The desired set in full: the installed view with the pending changes applied."""
+        desired = dict(self._installed)
+        for key, want in self._pending.items():
+            if want is None:
+                desired.pop(key, None)
+            else:
+                desired[key] = want
+        return desired
+
+    def _desired_get(self, key: FlowKey) -> Flow | None:
+        if key in self._pending:
+            return self._pending[key]
+        return self._installed.get(key)
+
+    def _want(self, key: FlowKey, want: Flow | None) -> None:
+        """The desired flow at ``key`` is ``want`` (None: none): pending unless installed."""
+        have = self._installed.get(key)
+        if have is want or (have is not None and have == want and key not in self._opaque):
+            self._pending.pop(key, None)
+        else:
+            self._pending[key] = want
+
+    def _install(
+        self, flow: Flow, after: Container[FlowKey] | None, *, added: bool = False
+    ) -> None:
+        """``flow`` is on the switch now; the one it replaced (same key) no longer is."""
+        key = flow.key
+        track = self._wanted and (after is None or key not in after)
+        want = self._desired_get(key) if track else None
+        replaced = self._installed.get(key)
+        self._installed[key] = flow
+        if added:
+            self._opaque.discard(key)
+        if replaced is not None and replaced != flow:
+            self.cache.forget(replaced)
+        if track:
+            self._want(key, want)
+
+    def _foreign_deletes(self, flows: list[Flow]) -> list[BundleEntry]:
         """Strict deletes of other cookies' flows, encoded now and never cached (each is sent
         once; the cache keeps our flows' bytes for replays). One we cannot encode is left on
         the switch, named in a warning, rather than failing the whole takeover."""
-        entries: list[_FlowMod | BundleEntry] = []
+        entries: list[BundleEntry] = []
         for flow in flows:
             try:
                 data = self.cache.encoder.encode(flow, codec.DELETE_STRICT, self.cookie)
@@ -507,6 +635,50 @@ class FlowReconciler:
                 continue
             entries.append(BundleEntry(data, flow))
         return entries
+
+
+class _FlowMods(Sequence["_FlowMod | BundleEntry"]):
+    """A plan's bundle entries in the order they are sent (``first``, then strict deletes,
+    modifies, adds), each made only when it is read: a cold boot's bundle of 400k FlowMods
+    holds no object per FlowMod, only the chunk being sent."""
+
+    def __init__(self, first: list[BundleEntry], plan: FlowModPlan, cache: FlowModCache) -> None:
+        self._parts: list[tuple[list[BundleEntry] | list[Flow], int | None]] = [
+            (first, None),
+            (plan.delete, codec.DELETE_STRICT),
+            (plan.modify, codec.MODIFY_STRICT),
+            (plan.add, codec.ADD),
+        ]
+        self._cache = cache
+        self._len = sum(len(part) for part, _ in self._parts)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @overload
+    def __getitem__(self, index: int) -> _FlowMod | BundleEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[_FlowMod | BundleEntry]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> _FlowMod | BundleEntry | list[_FlowMod | BundleEntry]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._len))]
+        if index < 0:
+            index += self._len
+        if index >= 0:
+            for part, command in self._parts:
+                if index < len(part):
+                    item = part[index]
+                    if command is None:
+                        assert isinstance(item, BundleEntry)
+                        return item
+                    assert isinstance(item, Flow)
+                    return _FlowMod(item, command, self._cache)
+                index -= len(part)
+        raise IndexError("bundle entry out of range")
 
 
 class _FlowMod:

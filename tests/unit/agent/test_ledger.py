@@ -88,3 +88,16 @@ def test_merged_delta_does_what_the_two_do_in_turn(
     _apply(one_by_one, second)
     _apply(merged_state, first.then(second))
     assert merged_state == one_by_one
+
+
+@given(st.dictionaries(st.integers(0, 5), st.integers(0, 2)), st.lists(deltas, max_size=6))
+def test_a_burst_merged_in_one_pass_does_what_its_slices_do_in_turn(
+    start: dict[int, int], slices: list[FlowDelta]
+) -> None:
+    """The committer merges a burst's slices (up to hundreds of thousands of flows) at once."""
+    one_by_one = {(f.key): f for f in (_flow(k, a) for k, a in start.items())}
+    merged_state = dict(one_by_one)
+    for delta in slices:
+        _apply(one_by_one, delta)
+    _apply(merged_state, FlowDelta.merged(slices))
+    assert merged_state == one_by_one
