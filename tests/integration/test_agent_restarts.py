@@ -98,12 +98,13 @@ async def test_dataplane_vlan_flat_isolation_and_ovs_restart(
         assert translation_packets(sandbox) >= 1
 
         # kill -9 ovs-vswitchd, start it again: flows back from state, no RPC
-        flows_before = sorted(sandbox.dump_flows("br-int"))
+        bridges = ("br-int", "br-phys")  # each replays in its own bundle: wait for both
+        flows_before = [sorted(sandbox.dump_flows(bridge)) for bridge in bridges]
         asked = ("get_devices_details_list_and_failed_devices", "security_group_info_for_devices")
         calls_before = sum(sim.calls[m] for m in asked)
         sandbox.kill("ovs-vswitchd")
         sandbox.start_vswitchd()
-        await wait_until(lambda: sorted(sandbox.dump_flows("br-int")) == flows_before,
+        await wait_until(lambda: [sorted(sandbox.dump_flows(b)) for b in bridges] == flows_before,
                          within=20, what="flows replayed")  # fmt: skip
         assert sum(sim.calls[m] for m in asked) == calls_before  # replayed from state
         assert agent.stats.ovs_restarts >= 1

@@ -46,6 +46,7 @@ from aovs.openflow.messages import (
     parse,
     serialize,
 )
+from aovs.openflow.switch_busy import SwitchBusy
 
 LOG = logging.getLogger(__name__)
 
@@ -185,8 +186,11 @@ class OpenFlowChannel:
         inactivity_timeout: float = 15.0,
         backoff_initial: float = 0.05,
         backoff_max: float = 5.0,
+        busy: SwitchBusy | None = None,
     ) -> None:
         self.connector = connector
+        # shared by the channels of one ovs-vswitchd: see aovs.openflow.switch_busy
+        self.busy = SwitchBusy() if busy is None else busy
         self.request_timeout = request_timeout
         self.handshake_timeout = handshake_timeout
         self.connect_timeout = connect_timeout
@@ -355,14 +359,16 @@ class OpenFlowChannel:
         conn.pending[xid] = _Pending(
             future, what or describe(data), [] if multipart else None, unparsed
         )
-        limit = self.request_timeout if within is None else within
+        # on top of its own limit, what the switch still owes to bundles in flight (its main
+        # loop answers this request only after them)
+        limit = (self.request_timeout if within is None else within) + self.busy.remaining()
         try:
             await self.send(data)
             return await asyncio.wait_for(asyncio.shield(future), limit)
         except TimeoutError:
-            conn.reset(f"{what or describe(data)} unanswered after {limit} s")
+            conn.reset(f"{what or describe(data)} unanswered after {limit:.1f} s")
             raise RequestTimeoutError(
-                f"{self}: no reply to {what or describe(data)} within {limit} s"
+                f"{self}: no reply to {what or describe(data)} within {limit:.1f} s"
             ) from None
         finally:
             conn.pending.pop(xid, None)
@@ -601,11 +607,13 @@ class OpenFlowChannel:
             if echo_sent is not None and conn.last_rx >= echo_sent:
                 echo_sent = None  # answered, or the switch spoke anyway
             if echo_sent is not None:
-                if now - echo_sent >= answer_within:  # _run logs the reason, once
+                # a bundle commit keeps the switch silent for as long as the bundle holds it
+                due = max(echo_sent, self.busy.until()) + answer_within
+                if now >= due:  # _run logs the reason, once
                     idle = now - conn.last_rx
                     conn.reset(f"inactivity probe unanswered: no message for {idle:.1f} s")
                     return
-                await asyncio.sleep(echo_sent + answer_within - now)
+                await asyncio.sleep(due - now)
                 continue
             idle = now - conn.last_rx
             if idle < self.echo_interval:

@@ -61,8 +61,10 @@ def socket_path() -> Iterator[Path]:
 
 
 async def _run(
-    path: Path, switch: FakeSwitch, seconds: float, probe: float
+    path: Path, switch: FakeSwitch, seconds: float, probe: float, hold: float = 0.0
 ) -> tuple[OpenFlowChannel, list[object], float]:
+    """Connect, then stay ``seconds``; with ``hold``, the switch is held busy that long from
+    the start (a bundle commit in flight, :mod:`aovs.openflow.switch_busy`)."""
     server = await asyncio.start_unix_server(switch.serve, str(path))
     channel = OpenFlowChannel.for_mgmt_socket(path, inactivity_probe=probe, backoff_initial=0.01)
     events: list[object] = []
@@ -70,7 +72,8 @@ async def _run(
     try:
         await channel.start(within=2)
         started = time.monotonic()
-        await asyncio.sleep(seconds)
+        with channel.busy.holding(hold):
+            await asyncio.sleep(seconds)
         return channel, events, started
     finally:
         await channel.close()
@@ -97,6 +100,44 @@ async def test_a_silent_switch_is_reset_after_the_probe_goes_unanswered(
     assert switch.echoes[0] - started >= PROBE * 0.9
     assert Connected(0x42) in events[2:], "and it connects again"
     assert switch.sessions >= 2
+
+
+async def test_a_switch_held_busy_by_a_bundle_is_not_reset_until_the_hold_is_over(
+    socket_path: Path,
+) -> None:
+    """ovs-vswitchd answers nothing while it commits a big bundle: the probe waits for the
+    bundle's allowance, then still catches a switch that stays silent."""
+    switch = FakeSwitch(answer_echo=False)
+    _channel, events, started = await _run(socket_path, switch, 7.5 * PROBE, PROBE, 5 * PROBE)
+    assert isinstance(events[1], Disconnected), events
+    assert "inactivity probe unanswered" in events[1].reason
+    assert switch.echoes[0] - started < 2 * PROBE  # the echo: after one idle interval
+    # unheld, a reset every 2 intervals (3 in 7.5); held 5, one at 6, the next not before 8
+    assert sum(isinstance(e, Disconnected) for e in events) == 1, events
+
+
+async def test_a_request_behind_a_held_switch_gets_its_limit_after_the_hold(
+    socket_path: Path,
+) -> None:
+    switch = FakeSwitch()  # answers no barrier: the request can only time out
+    server = await asyncio.start_unix_server(switch.serve, str(socket_path))
+    channel = OpenFlowChannel.for_mgmt_socket(socket_path, request_timeout=0.2)
+    reconnected = asyncio.Event()
+    channel.subscribe(lambda event: channel.connections > 1 and reconnected.set())
+    try:
+        await channel.start(within=2)
+        began = time.monotonic()
+        with channel.busy.holding(0.6), pytest.raises(RequestTimeoutError, match=r"within 0\.8 s"):
+            await channel.barrier()
+        assert 0.75 <= time.monotonic() - began < 1.5
+        await asyncio.wait_for(reconnected.wait(), 2)  # the timeout reset the connection
+        began = time.monotonic()
+        with pytest.raises(RequestTimeoutError, match=r"within 0\.2 s"):  # no hold: its own limit
+            await channel.barrier()
+        assert time.monotonic() - began < 0.6
+    finally:
+        await channel.close()
+        server.close()
 
 
 async def test_probe_zero_sends_no_echo(socket_path: Path) -> None:
