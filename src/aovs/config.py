@@ -215,12 +215,29 @@ class AgentSection(_Section):
     metrics_bind: str | None = None
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # neutron's agent extensions (built-ins, or ``aovs.agent.extensions`` entry points)
+    extensions: tuple[str, ...] = ()
 
-    @field_validator("tunnel_types", mode="before")
+    @field_validator("tunnel_types", "extensions", mode="before")
     @classmethod
     def _split_types(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("extensions")
+    @classmethod
+    def _known_extensions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            return value
+        from aovs.extensions.base import available_extensions, unknown_extensions
+
+        unknown = unknown_extensions(value)
+        if unknown:
+            raise ValueError(
+                f"unknown agent extension {unknown[0]!r}; available: "
+                f"{', '.join(available_extensions())}"
+            )
         return value
 
 

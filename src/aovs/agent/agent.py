@@ -50,6 +50,10 @@ from aovs.backoff import Backoff
 from aovs.config import AgentConfig, ConfigError
 from aovs.config_reload import reload_plan
 from aovs.dataplane.compose import Topology
+from aovs.extensions.base import AgentExtension, ExtensionError, load_extensions
+from aovs.extensions.interface_writes import write_interface_columns
+from aovs.extensions.trunk import TrunkExtension
+from aovs.extensions.trunk_wiring import TrunkWiring
 from aovs.firewall.base import FirewallDriver, load_driver
 from aovs.firewall.noop import NoopFirewall
 from aovs.logs import configure_logging
@@ -59,6 +63,7 @@ from aovs.openflow.channel import Connected, Disconnected, OpenFlowChannel
 from aovs.openflow.errors import BundleError, OpenFlowError
 from aovs.openflow.messages import DATAPATH
 from aovs.openflow.reconcile import FlowReconciler, stable_cookie
+from aovs.openflow.switch_busy import SwitchBusy
 from aovs.ovsdb import (
     Interface,
     Monitor,
@@ -75,7 +80,17 @@ from aovs.rpc import events as rpc_events
 from aovs.rpc.amqp import RpcTransport
 from aovs.rpc.errors import RpcError
 from aovs.rpc.notifications import NotificationConsumer
-from aovs.rpc.resources import CONSUMED_RESOURCES, AddressGroupPush, ResourcePushConsumer
+from aovs.rpc.resources import (
+    AddressGroupPush,
+    QosPolicyPush,
+    ResourcePush,
+    ResourcePushConsumer,
+    SubPortPush,
+    TrunkPush,
+    bulk_pull,
+    consumed_resources,
+    missing_as_deleted,
+)
 from aovs.rpc.server_api import NeutronServerApi
 from aovs.rpc.server_replies import DevicesDetails
 from aovs.rpc.state_report import StateReporter
@@ -83,12 +98,23 @@ from aovs.rpc.state_report import StateReporter
 LOG = logging.getLogger("aovs.agent")
 
 MONITORED = AGENT_MONITOR  # Interface and Port rows; Port.tag is read once (see _port_tags)
+# with the ``trunk`` extension: the bridges too (trunk bridges come and go; their ports are not
+# br-int's)
+TRUNK_MONITORED = {**AGENT_MONITOR, "Bridge": ("name", "ports")}
 PROGRESS_EVERY = 1.0  # seconds between progress lines during long work
 BIG_BATCH = 100  # ports in flight above which progress is shown
-# FlowMods per flush (see AgentCore.flush): big enough that a burst costs few
-# bundles (ovs-vswitchd has a per-commit cost that grows with its ports: ~0.2 s at 1000), small
-# enough that a slice is well under a second of our CPU and of ovs-vswitchd's.
+# FlowMods per flush (see AgentCore.flush): a slice is well under a second of our CPU, so the
+# loop stays responsive (OVSDB events, RPC answers) through thousands of ports.
 FLOW_BUDGET = 20_000
+# FlowMods per bundle: slices that piled up while ovs-vswitchd committed the previous bundle go
+# in one. A burst (a cold boot, a storm) so goes in a few bundles that grow as ovs-vswitchd
+# falls behind (1000 ports: 20k then 46k FlowMods), and each bundle costs ovs-vswitchd more than
+# its flows (one ovs-vsctl plugging 1000 ports, the same 66k flows: in 4 bundles of 20k,
+# 1.27-1.30x the CPU of ovs-ofctl --bundle; in one, 1.07-1.09x), while the agent still computes
+# the next slices as the switch commits. Bounded so that a bundle stays within what its
+# timeouts allow (see aovs.openflow.bundle).
+BUNDLE_BUDGET = 500_000
+BIG_BUNDLE = 10_000  # FlowMods from which a committed bundle is logged at INFO
 # How often OVSDB's and RabbitMQ's connection states are sampled for /healthz (the OpenFlow
 # channels report theirs as events): off the hot path, and well under a probe's period.
 CONNECTION_SAMPLE_INTERVAL = 0.5
@@ -117,6 +143,15 @@ class _Details:
 
 
 @dataclass(frozen=True, slots=True)
+class _Pulled:
+    """A resource pull's answer (``answers``), or its failure (``error``) for ``keys``."""
+
+    keys: tuple[str, ...]
+    answers: tuple[ResourcePush, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class _SecurityGroups:
     devices: tuple[str, ...]
     info: Any  # SecurityGroupInfo, or an error text
@@ -132,6 +167,10 @@ AgentInput = (
     | rpc_events.AgentEvent
     | TunnelSynced
     | AddressGroupPush
+    | QosPolicyPush
+    | TrunkPush
+    | SubPortPush
+    | _Pulled
     | None
 )
 
@@ -148,6 +187,10 @@ class Agent:
     ) -> None:
         self.config = config
         self.firewall = firewall or self._firewall_from(config)
+        self.extensions = self._extensions_from(config)
+        self.resource_versions = consumed_resources(
+            kind for extension in self.extensions for kind in extension.resource_types
+        )
         self.unplug_grace = unplug_grace
         self.canary_interval = canary_interval
         self.snapshot_delay = snapshot_delay
@@ -178,6 +221,7 @@ class Agent:
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self._monitor: Monitor | None = None
+        self.trunks: TrunkWiring | None = None  # the ``trunk`` extension's shell, when loaded
         self._notifications: NotificationConsumer | None = None
         self._pushes: ResourcePushConsumer | None = None
         self._heartbeat: StateReporter | None = None
@@ -201,6 +245,14 @@ class Agent:
         if not config.securitygroup.enable_security_group:
             return NoopFirewall()
         return load_driver(config.securitygroup.firewall_driver)
+
+    @staticmethod
+    def _extensions_from(config: AgentConfig) -> tuple[AgentExtension, ...]:
+        """``[agent] extensions``; one that cannot be loaded stops the start (exit 2)."""
+        try:
+            return load_extensions(config.agent.extensions)
+        except ExtensionError as exc:
+            raise ConfigError(f"[agent] extensions: {exc}") from exc
 
     def _new_transport(self) -> RpcTransport:
         return MeteredRpcTransport(self.config.transport_url, self.telemetry.metrics.rpc_call,
@@ -233,7 +285,8 @@ class Agent:
         LOG.info("agent starting", extra={"host": self.config.host, **snapshot_extra(snapshot)})
         await self.ovsdb.start(timeout=30.0)
         await self.ovsdb.transact(*bridge_commands(self.config), wait_applied=True, timeout=30.0)
-        self._monitor = await self.ovsdb.monitor(MONITORED)
+        trunk_on = any(isinstance(e, TrunkExtension) for e in self.extensions)
+        self._monitor = await self.ovsdb.monitor(TRUNK_MONITORED if trunk_on else MONITORED)
         await self._read_capabilities()
         topology = await self._wait_topology()
         core = AgentCore(
@@ -242,8 +295,12 @@ class Agent:
             needs_security_groups=self.needs_security_groups,
             unplug_grace=self.unplug_grace,
             tunnels=TunnelState(self.tunnel_settings) if self.tunnel_settings else None,
+            extensions=self.extensions,
         )
         self.core = core
+        if trunk_on:
+            self.trunks = TrunkWiring(self.ovsdb, self._monitor, lambda: self.transport,
+                                      self._post, self.config.ovs.integration_bridge)  # fmt: skip
         now = time.monotonic()
         tags = await self._port_tags()
         for row in self._monitor.rows("Port").values():
@@ -256,14 +313,17 @@ class Agent:
                 core.tunnels.restore(snapshot.tunnels)
             except ValueError as exc:
                 LOG.warning("snapshot's tunnels ignored", extra={"error": str(exc)})
-        for row in self._monitor.rows("Interface").values():
+        for uuid, row in self._monitor.rows("Interface").items():
             self._tunnel_interface(row, deleted=False)
-            self._interface_event(Interface.from_row(row), now)
+            if self.trunks is None or not self.trunks.off_br_int(str(uuid)):
+                self._interface_event(Interface.from_row(row), now)
         self._monitor.pending()  # the initial rows, already applied above
         plan = core.flush(now)
+        busy = SwitchBusy()  # one ovs-vswitchd: its bridges' channels wait on the same commits
         for bridge in self.bridges:
             channel = OpenFlowChannel.for_mgmt_socket(
                 self.config.ovs.mgmt_socket(bridge),
+                busy=busy,
                 **self.config.ovs.openflow_channel_options,
             )
             self.channels[bridge] = channel
@@ -298,6 +358,8 @@ class Agent:
         self._spawn(self._warm_flowmod_caches())
 
     async def stop(self) -> None:
+        if self._stopping:
+            return  # stopped already (e.g. a test's restart, then its fixture's teardown)
         self._stopping = True
         for task in [*self._tasks, *self._background]:
             task.cancel()
@@ -475,10 +537,14 @@ class Agent:
         self.reporter.start()
         self._notifications = NotificationConsumer(self.transport, self.config.host)
         await self._notifications.start()
-        self._pushes = ResourcePushConsumer(self.transport, self.config.host, self._post)
+        self._pushes = ResourcePushConsumer(
+            self.transport, self.config.host, self._post, resources=self.resource_versions
+        )
         await self._pushes.start()
         self._rpc_ready.set()
         self._tasks.append(asyncio.create_task(self._pump_notifications(), name="aovs-notify"))
+        if self.trunks is not None:
+            self._tasks.append(asyncio.create_task(self.trunks.run(), name="aovs-trunks"))
         self._sync_tunnels()
         if self.config.agent.report_interval > 0:
             self._heartbeat = StateReporter(
@@ -487,14 +553,15 @@ class Agent:
                 configurations=self._configurations,
                 device_count=lambda: len(self.core.ports) if self.core else 0,
                 on_revived=self._resync_all,
-                resource_versions=CONSUMED_RESOURCES,
+                resource_versions=self.resource_versions,
             )
             self._heartbeat.start()
 
     def _configurations(self) -> dict[str, Any]:
         return reported_configurations(
-            self.config, firewall_driver=self.firewall.name, capabilities=self._capabilities
-        )
+            self.config, firewall_driver=self.firewall.name, capabilities=self._capabilities,
+            extensions=[extension.name for extension in self.extensions],
+        )  # fmt: skip
 
     async def _read_capabilities(self) -> None:
         """The datapath and interface types this OVS supports (reported to the server: nova
@@ -635,8 +702,12 @@ class Agent:
             now = time.monotonic()
             core.expire(now)
             plan = core.flush(now, flow_budget=FLOW_BUDGET)
+            self.heap.grew(plan.flow_changes)
             if core.has_dirty_ports:
-                self._post(None)  # the next slice, after this one is committed
+                self._post(None)  # the next slice, while this one is committed
+                # this slice's objects live on: frozen, so that the collections while the next
+                # slices are built do not walk them again
+                self.heap.settle()
             self.stats.flushes += 1
             self._start_fetches(plan)
             self._plans_in_flight += 1
@@ -674,6 +745,17 @@ class Agent:
         elif isinstance(item, rpc_events.BindingDeactivate):
             if item.host == self.config.host:
                 core.binding_deactivated(item.port_id, now)
+        elif isinstance(item, QosPolicyPush):
+            core.resources_received(item, now)
+        elif isinstance(item, TrunkPush | SubPortPush):
+            core.resources_received(item, now)  # the one cache; then the trunk shell acts
+            if self.trunks is not None:
+                self.trunks.pushed(item)
+        elif isinstance(item, _Pulled):
+            if item.error is not None:
+                core.resources_unavailable(item.keys, now)
+            for answer in item.answers:
+                core.resources_received(answer, now)
         elif isinstance(item, AddressGroupPush):
             for group in item.groups:
                 deleted = item.event_type == "deleted"
@@ -702,6 +784,9 @@ class Agent:
                     tag = core.port_rows.get(row["name"], (None, {}))[0]
                 core.port_row(row["name"], tag, row["other_config"])
             return
+        if event.table == "Bridge" and self.trunks is not None:
+            self.trunks.changed()  # a trunk bridge added, removed, or its ports changed
+            return
         if event.table != "Interface":
             return
         self._tunnel_interface(event.row, deleted=event.kind is EventKind.DELETE)
@@ -709,6 +794,11 @@ class Agent:
             core.interface_deleted(str(event.uuid), now)
             return
         iface = Interface.from_row(event.row)
+        if self.trunks is not None and self.trunks.off_br_int(str(event.uuid)):
+            # a trunk bridge's (the VM's tap, tpt-/spt-): not a br-int port, as for neutron
+            core.interface_deleted(str(event.uuid), now)
+            self.trunks.changed()
+            return
         if iface.iface_id is None:
             if event.old is not None and Interface.from_row(event.old).iface_id is not None:
                 core.interface_deleted(str(event.uuid), now)  # iface-id removed from the row
@@ -740,19 +830,22 @@ class Agent:
             while not self._plans:
                 self._plans_ready.clear()
                 await self._plans_ready.wait()
-            plan = self._plans.popleft()
-            taken = 1
-            # what piled up meanwhile goes in the same bundle, within the slice budget
-            while self._plans and plan.flow_changes + self._plans[0].flow_changes <= FLOW_BUDGET:
-                plan = plan.then(self._plans.popleft())
-                taken += 1
+            batch = [self._plans.popleft()]
+            size = batch[0].flow_changes
+            # what piled up while the last bundle was committed goes in one bundle
+            while self._plans and size + self._plans[0].flow_changes <= BUNDLE_BUDGET:
+                batch.append(self._plans.popleft())
+                size += batch[-1].flow_changes
+            taken = len(batch)
+            plan = batch[0] if taken == 1 else Plan.merged(batch)
+            del batch  # the slices' deltas, merged: not held while the bundle is sent (5000
+            # ports: ~18 MB)
             try:
                 await self._execute(plan)
             except Exception:  # one bad plan must not stop the agent
                 LOG.exception("plan execution failed", extra={"flows": plan.flow_changes})
             finally:
                 self._plans_in_flight -= taken
-            self.heap.grew(plan.flow_changes)
             if not self._plans:
                 self.heap.settle()
 
@@ -775,11 +868,15 @@ class Agent:
             self._spawn(self._fetch_details(plan.fetch_details))
         if plan.fetch_security_groups:
             self._spawn(self._fetch_security_groups(plan.fetch_security_groups))
+        if plan.fetch_resources:
+            self._spawn(self._pull_resources(plan.fetch_resources))
 
     def _after_commit(self, plan: Plan) -> None:
         """Reports (a port is UP only once its flows are in), snapshot, tunnel ports."""
         for device, up in plan.reports:
             self.reporter.report(device, up)
+        if plan.interface_columns:  # agent extensions' columns (QoS), after the bundle
+            self._spawn(write_interface_columns(self.ovsdb, plan.interface_columns))
         if plan.state_changed and self._snapshot is not None:
             self._snapshot.changed()
         if plan.tunnel_ports and self.core is not None and self.core.tunnels is not None:
@@ -797,7 +894,9 @@ class Agent:
             if sent:
                 self.telemetry.metrics.bundle_committed(bridge, sent, seconds)
             ms = seconds * 1e3
-            LOG.debug("bundle committed", extra={"bridge": bridge, "flowmods": sent, "ms": ms})
+            # a burst's bundle may keep ovs-vswitchd busy for minutes: the operator sees it
+            level = logging.INFO if sent >= BIG_BUNDLE else logging.DEBUG
+            LOG.log(level, "bundle committed", extra={"bridge": bridge, "flowmods": sent, "ms": ms})
         except BundleError as exc:
             self.telemetry.metrics.bundle_failed(bridge)
             LOG.error("bundle rejected; bridge left as it was, re-syncing it",
@@ -832,6 +931,28 @@ class Agent:
         ms = (time.monotonic() - started) * 1e3
         LOG.debug("device details answered", extra={"devices": len(devices), "ms": ms})
         self._post(_Details(tuple(devices), outcomes))
+
+    async def _pull_resources(self, keys: list[str]) -> None:
+        """``bulk_pull`` the versioned objects extensions need (one call per type); what the
+        server lacks comes back as deleted, so the ports waiting for it settle."""
+        await self._rpc_ready.wait()
+        by_type: dict[str, list[str]] = {}
+        for key in keys:
+            resource_type, _, resource_id = key.partition("/")
+            by_type.setdefault(resource_type, []).append(resource_id)
+        for resource_type, ids in by_type.items():
+            wanted = tuple(f"{resource_type}/{i}" for i in ids)
+            try:
+                timeout = self.config.agent.rpc_response_timeout
+                answer = await bulk_pull(self.transport, resource_type, ids, timeout=timeout)
+            except (RpcError, ValueError) as exc:
+                LOG.warning("resource pull failed; retrying", extra={
+                    "resource_type": resource_type, "ids": len(ids), "error": exc})  # fmt: skip
+                self._post(_Pulled(wanted, error=str(exc)))
+                continue
+            LOG.debug("resources pulled", extra={"resource_type": resource_type, "ids": len(ids)})
+            gone = missing_as_deleted(resource_type, ids, answer)
+            self._post(_Pulled(wanted, (answer, gone)))
 
     async def _fetch_security_groups(self, devices: list[str]) -> None:
         await self._rpc_ready.wait()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aovs.agent.ledger import FlowDelta, FlowLedger
@@ -42,6 +42,15 @@ from aovs.dataplane.compose import (
     Wiring,
     hosted_tunnel_networks,
 )
+from aovs.extensions.base import (
+    NOTHING,
+    AgentExtension,
+    ExtensionPort,
+    PortContribution,
+    ResourceKey,
+    combine,
+    neutral_columns,
+)
 from aovs.firewall.base import (
     FilteredPort,
     FirewallDriver,
@@ -52,6 +61,14 @@ from aovs.model import NetworkSegment, PortDetails, SecurityGroup
 from aovs.openflow.flows import Flow
 from aovs.owners import FIREWALL_BASE_OWNER, OwnerKey, network_owner, port_of, port_owner
 from aovs.pipelines import br_int
+from aovs.rpc.resources import (
+    ADDRESS_GROUP,
+    AddressGroupPush,
+    AddressGroupValue,
+    ResourceCache,
+    ResourcePush,
+    push_values,
+)
 from aovs.rpc.server_replies import (
     DeviceOutcome,
     FailedDevice,
@@ -95,6 +112,10 @@ class Plan:
     transitions: list[Transition] = field(default_factory=list)
     state_changed: bool = False  # something the snapshot holds changed
     tunnel_ports: PortChanges = field(default_factory=PortChanges)  # br-tun, one transaction
+    # agent extensions: Interface columns to set, by Interface name (after the bundle), and
+    # the versioned objects to pull ("<type>/<id>", see resource_key)
+    interface_columns: dict[str, dict[str, int]] = field(default_factory=dict)
+    fetch_resources: list[str] = field(default_factory=list)
 
     @property
     def flow_changes(self) -> int:
@@ -102,22 +123,44 @@ class Plan:
 
     def then(self, later: Plan) -> Plan:
         """This plan followed by ``later``, carried out as one (queued plans are merged)."""
-        flows = dict(self.flows)
-        for bridge, delta in later.flows.items():
-            flows[bridge] = flows[bridge].then(delta) if bridge in flows else delta
+        return Plan.merged((self, later))
+
+    @staticmethod
+    def merged(plans: Sequence[Plan]) -> Plan:
+        """``plans`` in order, carried out as one (a burst's slices: one bundle per bridge),
+        each bridge's deltas merged in one pass."""
+        by_bridge: dict[str, list[FlowDelta]] = {}
+        for plan in plans:
+            for bridge, delta in plan.flows.items():
+                by_bridge.setdefault(bridge, []).append(delta)
         return Plan(
-            flows=flows,
-            port_configs={**self.port_configs, **later.port_configs},
-            fetch_details=self.fetch_details + later.fetch_details,
-            fetch_security_groups=self.fetch_security_groups + later.fetch_security_groups,
-            reports=self.reports + later.reports,
-            transitions=self.transitions + later.transitions,
-            state_changed=self.state_changed or later.state_changed,
+            flows={
+                bridge: deltas[0] if len(deltas) == 1 else FlowDelta.merged(deltas)
+                for bridge, deltas in by_bridge.items()
+            },
+            port_configs={k: v for plan in plans for k, v in plan.port_configs.items()},
+            fetch_details=[d for plan in plans for d in plan.fetch_details],
+            fetch_security_groups=[d for plan in plans for d in plan.fetch_security_groups],
+            reports=[r for plan in plans for r in plan.reports],
+            transitions=[t for plan in plans for t in plan.transitions],
+            state_changed=any(plan.state_changed for plan in plans),
             tunnel_ports=PortChanges(
-                add=self.tunnel_ports.add + later.tunnel_ports.add,
-                delete=self.tunnel_ports.delete + later.tunnel_ports.delete,
+                add=tuple(p for plan in plans for p in plan.tunnel_ports.add),
+                delete=tuple(p for plan in plans for p in plan.tunnel_ports.delete),
             ),
+            interface_columns={k: v for plan in plans for k, v in plan.interface_columns.items()},
+            fetch_resources=[r for plan in plans for r in plan.fetch_resources],
         )
+
+
+def resource_key(key: ResourceKey) -> str:
+    """A (type, id) as a schedule key: ``"<type>/<id>"``."""
+    return f"{key[0]}/{key[1]}"
+
+
+def resource_of(key: str) -> ResourceKey:
+    resource_type, _, resource_id = key.partition("/")
+    return resource_type, resource_id
 
 
 class AgentCore:
@@ -131,6 +174,7 @@ class AgentCore:
         retry_first_delay: float = 1.0,
         retry_cap: float = 60.0,
         tunnels: TunnelState | None = None,
+        extensions: Sequence[AgentExtension] = (),
     ) -> None:
         self.topology = topology
         self.tunnels = tunnels  # the overlay's state, when [agent] tunnel_types is set
@@ -146,8 +190,18 @@ class AgentCore:
         self.sgs = SecurityGroupState(groups={}, members={})
         # a port's groups come from security_group_info_for_devices, not from its details
         self.device_groups: dict[str, tuple[str, ...]] = {}
-        # address group id -> (revision, CIDRs by ethertype), as last pushed by the server
-        self.pushed_address_groups: dict[str, tuple[int | None, dict[str, frozenset[str]]]] = {}
+        # the one cache of neutron's versioned objects (pushed address groups, QoS policies)
+        self.resources = ResourceCache()
+        self.extensions = tuple(extensions)
+        self.resource_fetch = RetrySchedule(retry_first_delay, retry_cap)
+        self.extension_problems: dict[str, tuple[str, ...]] = {}  # iface id -> not applied
+        self._contributions: dict[str, PortContribution] = {}  # iface id -> its extensions'
+        self._needed_by: dict[ResourceKey, set[str]] = {}  # object -> iface ids reading it
+        self._wanted_resources: set[ResourceKey] = set()
+        self._missing: set[ResourceKey] = set()  # deleted, or a pull found no such object
+        self._dirty_contributions: set[str] = set()  # ports reading a changed object
+        self._neutral_columns = neutral_columns(self.extensions)
+        self._interface_sent: dict[str, tuple[str, dict[str, int]]] = {}  # name -> (row, cols)
         self.port_rows: dict[str, tuple[int | None, dict[str, str]]] = {}  # Port name -> row
         self.ledgers: dict[str, FlowLedger] = {}
         self.details_fetch = RetrySchedule(retry_first_delay, retry_cap)
@@ -186,6 +240,7 @@ class AgentCore:
     def port_row_deleted(self, name: str) -> None:
         self.port_rows.pop(name, None)
         self._config_sent.pop(name, None)
+        self._interface_sent.pop(name, None)
 
     def recover_vlans(self) -> None:
         """Offer each network the local VLAN OVSDB's Port rows say it had (neutron's
@@ -291,8 +346,10 @@ class AgentCore:
         members = {k: dict(v) for k, v in self.sgs.members.items()}
         groups.update(info.security_groups)
         for sg_id, by_type in info.member_ips.items():
-            pushed = self.pushed_address_groups.get(sg_id)
-            members[sg_id] = dict(by_type) if pushed is None else pushed[1]
+            pushed = self.resources.get(ADDRESS_GROUP, sg_id)
+            members[sg_id] = (
+                pushed.by_ethertype() if isinstance(pushed, AddressGroupValue) else dict(by_type)
+            )
         new = SecurityGroupState(groups=groups, members=members)
         if new.groups != self.sgs.groups or new.members != self.sgs.members:
             if self._sgs_before is None:
@@ -364,16 +421,18 @@ class AgentCore:
         security_group_info reply computed before the push cannot bring back addresses the
         push removed: the pushed value wins over any reply, and an older revision never
         overrides a newer one."""
-        known = self.pushed_address_groups.get(group_id)
-        known_revision = None if known is None else known[0]
+        known = self.resources.get(ADDRESS_GROUP, group_id)
+        known_revision = None if known is None else known.revision
         if revision is not None and known_revision is not None and revision < known_revision:
             return
         if addresses is None:
-            self.pushed_address_groups.pop(group_id, None)
+            push = AddressGroupPush("deleted", (AddressGroupValue(group_id, frozenset()),))
             value: dict[str, frozenset[str]] = {}
         else:
+            cidrs = frozenset().union(*addresses.values())
+            push = AddressGroupPush("updated", (AddressGroupValue(group_id, cidrs, revision),))
             value = dict(addresses)
-            self.pushed_address_groups[group_id] = (revision, value)
+        self.resources.apply(push)
         referenced = any(
             rule.remote_address_group_id == group_id
             for group in self.sgs.groups.values()
@@ -386,6 +445,37 @@ class AgentCore:
             self._sgs_before = self.sgs
         self.sgs = SecurityGroupState(groups=self.sgs.groups, members=members)
         self._state_changed = True
+
+    @property
+    def pushed_address_groups(self) -> dict[str, tuple[int | None, dict[str, frozenset[str]]]]:
+        """Address group id -> (revision, CIDRs by ethertype), as last pushed."""
+        groups = self.resources.of_type(ADDRESS_GROUP)
+        return {
+            group_id: (group.revision, group.by_ethertype())
+            for group_id, group in groups.items()
+            if isinstance(group, AddressGroupValue)
+        }
+
+    def resources_received(self, push: ResourcePush, now: float) -> None:
+        """Versioned objects pushed by the server or pulled by us (not address groups: see
+        :meth:`address_group_changed`): the ports whose extensions read a changed one are
+        recomputed."""
+        resource_type, values = push_values(push)
+        keys = [(resource_type, value.id) for value in values]
+        self.resource_fetch.done([resource_key(k) for k in keys], now)
+        dirty = {(resource_type, resource_id) for resource_id in self.resources.apply(push)}
+        if push.event_type == "deleted":  # known not to exist: ports stop waiting for it
+            read = [k for k in keys if k in self._needed_by and k not in self._missing]
+            dirty.update(read)
+            self._missing.update(read)  # only what a port reads: forgotten with its readers
+        else:
+            self._missing.difference_update(keys)
+        for key in dirty:
+            self._dirty_contributions.update(self._needed_by.get(key, ()))
+
+    def resources_unavailable(self, keys: Iterable[str], now: float) -> None:
+        """A pull failed: asked again with back-off."""
+        self.resource_fetch.failed(keys, now)
 
     def port_deleted(self, iface_id: str, now: float) -> None:
         if self.is_local(iface_id):
@@ -453,7 +543,7 @@ class AgentCore:
             for port in self.ports.values()
             if port.unplugged_at is not None
         ]
-        for schedule in (self.details_fetch, self.sg_fetch):
+        for schedule in (self.details_fetch, self.sg_fetch, self.resource_fetch):
             deadline = schedule.next_deadline()
             if deadline is not None:
                 deadlines.append(deadline)
@@ -487,6 +577,8 @@ class AgentCore:
             batch.add(iface_id)
             self._flush_port(iface_id, plan)
         self._dirty_ports = set(pending[len(batch) :])
+        if self._dirty_contributions:
+            self._refresh_contributions(batch, plan)
         for network_id in self._dirty_networks:
             self._flush_network(network_id)
         self._flush_firewall(filtered_before, batch)
@@ -497,6 +589,11 @@ class AgentCore:
             delta = ledger.take_delta()
             if delta:
                 plan.flows[bridge] = delta
+        if self._wanted_resources:
+            wanted = [resource_key(k) for k in self._wanted_resources if k not in self.resources]
+            self.resource_fetch.want([k for k in wanted if k not in self.resource_fetch], now)
+            self._wanted_resources.clear()
+        plan.fetch_resources = self.resource_fetch.take_due(now)
         plan.fetch_details = self.details_fetch.take_due(now)
         if self.needs_security_groups:
             plan.fetch_security_groups = self.sg_fetch.take_due(now)
@@ -721,12 +818,15 @@ class AgentCore:
         if port.phase is PortPhase.WIRED and port.network_id is not None:
             cached = self.details[port.iface_id]
             vlan = self.vlans.get(port.network_id)
-            return PortPlan(port.iface_id, port.ofport, Wiring.WIRED, cached.details, vlan)
+            extra = self._contributions.get(port.iface_id, NOTHING).flows
+            return PortPlan(port.iface_id, port.ofport, Wiring.WIRED, cached.details, vlan, extra)
         return PortPlan(port.iface_id, port.ofport, Wiring.DEAD)
 
     def _flush_port(self, iface_id: str, plan: Plan) -> None:
         port = self.ports.get(iface_id)
         owner = port_owner(iface_id)
+        if self.extensions:
+            self._contribute(iface_id, port)
         if port is None:
             self._replace(owner, {})
             unwired = self._filtered.pop(iface_id, None)
@@ -768,10 +868,101 @@ class AgentCore:
             if not config.satisfied_by(tag, other) and self._config_sent.get(name) != sent:
                 plan.port_configs[name] = config
                 self._config_sent[name] = sent
+        if self._neutral_columns and port.interface is not None:
+            self._interface_columns(port, plan)
         if port.notes:
             transition = self._transition(port, " ".join(port.notes), None)
             plan.transitions.append(dataclasses.replace(transition, flows_changed=changed))
             port.notes.clear()
+
+    # -- agent extensions ------------------------------------------------------------------
+    def _contribute(self, iface_id: str, port: PortState | None) -> None:
+        """Ask the extensions what a port needs now (nothing unless it is wired)."""
+        ext_port = None
+        if (
+            port is not None
+            and port.phase is PortPhase.WIRED
+            and port.network_id is not None
+            and port.ofport is not None
+        ):
+            vlan = self.vlans.get(port.network_id)
+            cached = self.details.get(iface_id)
+            if vlan is not None and cached is not None:
+                name = port.interface.name if port.interface is not None else None
+                ext_port = ExtensionPort(iface_id, name, port.ofport, cached.details, vlan)
+        contribution = NOTHING
+        if ext_port is not None:
+            contribution = combine(self._ask(extension, ext_port) for extension in self.extensions)
+        old = self._contributions.pop(iface_id, NOTHING)
+        if contribution:
+            self._contributions[iface_id] = contribution
+        for key in old.needs - contribution.needs:
+            readers = self._needed_by.get(key)
+            if readers is not None:
+                readers.discard(iface_id)
+                if not readers:
+                    del self._needed_by[key]
+                    self._missing.discard(key)
+        for key in contribution.needs:
+            self._needed_by.setdefault(key, set()).add(iface_id)
+            if key not in self.resources and key not in self._missing:
+                self._wanted_resources.add(key)
+        if contribution.problems != self.extension_problems.get(iface_id, ()):
+            if contribution.problems:
+                self.extension_problems[iface_id] = contribution.problems
+                LOG.warning(
+                    "agent extension could not apply everything to the port",
+                    extra={"iface_id": iface_id, "problems": "; ".join(contribution.problems)},
+                )
+            else:
+                self.extension_problems.pop(iface_id, None)
+
+    def _refresh_contributions(self, flushed: set[str], plan: Plan) -> None:
+        """A pushed or pulled object changed: only its readers' contributions are recomputed,
+        not their own flows (a policy on 1000 ports changes 2000 flows, not 50,000 computed
+        again): the port owner keeps its flows less the old contribution's, plus the new one's
+        (extension flows are never one of the port's own: see aovs.extensions.base)."""
+        dirty, self._dirty_contributions = self._dirty_contributions, set()
+        ledger = self.ledgers[self.topology.integration_bridge]
+        for iface_id in dirty:
+            port = self.ports.get(iface_id)
+            if port is None or iface_id in flushed or iface_id in self._dirty_ports:
+                continue  # flushed whole, now or in a later slice
+            old = self._contributions.get(iface_id, NOTHING).flows
+            self._contribute(iface_id, port)
+            new = self._contributions.get(iface_id, NOTHING).flows
+            if new != old:
+                owner = port_owner(iface_id)
+                ledger.replace(owner, (ledger.flows_of(owner) - old) | new)
+            if self._neutral_columns and port.interface is not None:
+                self._interface_columns(port, plan)
+
+    def _ask(self, extension: AgentExtension, port: ExtensionPort) -> PortContribution:
+        try:
+            return extension.port_contribution(port, self.resources)
+        except Exception as exc:  # a third-party extension's bug must not stop the agent
+            LOG.exception("agent extension failed", extra={"extension": extension.name,
+                          "iface_id": port.iface_id})  # fmt: skip
+            return PortContribution(problems=(f"extension {extension.name} failed: {exc}",))
+
+    def _interface_columns(self, port: PortState, plan: Plan) -> None:
+        """The Interface columns the extensions manage: their values for this port, else the
+        neutral ones; sent when they differ from what was sent for this row (a new row, after
+        a re-plug, is sent again). Nothing while an object the port needs is still unknown
+        (an agent restart keeps what OVS has until the pull answers; an object the server
+        does not have counts as known: the port gets the neutral values, as neutron resets a
+        port whose policy is gone)."""
+        row = port.interface
+        assert row is not None
+        contribution = self._contributions.get(port.iface_id, NOTHING)
+        if any(
+            key not in self.resources and key not in self._missing for key in contribution.needs
+        ):
+            return
+        want = {**self._neutral_columns, **contribution.interface}
+        if self._interface_sent.get(row.name) != (row.uuid, want):
+            plan.interface_columns[row.name] = want
+            self._interface_sent[row.name] = (row.uuid, want)
 
     def _port_config(self, port: PortState) -> PortConfig | None:
         """What neutron's view of the Port row should say (written lazily, after the flows).

@@ -94,6 +94,8 @@ class PortPlan:
     wiring: Wiring
     details: PortDetails | None = None
     local_vlan: int | None = None
+    # br-int flows the agent extensions contribute to a wired port (aovs.extensions)
+    extension_flows: frozenset[Flow] = frozenset()
 
     def filtered(self) -> FilteredPort | None:
         """The firewall's view, for wired ports only."""
@@ -209,7 +211,8 @@ def port_flows(
     filtered = port.filtered()
     if filtered is None:
         raise ValueError(f"wired port {port.iface_id} without details or local VLAN")
-    return {topology.integration_bridge: firewall.port_flows(filtered, sgs) | switching(filtered)}
+    own = firewall.port_flows(filtered, sgs) | switching(filtered)
+    return {topology.integration_bridge: own | port.extension_flows}
 
 
 def switching(port: FilteredPort) -> frozenset[Flow]:
@@ -292,7 +295,8 @@ def desired_owners(state: DataplaneState) -> dict[OwnerKey, BridgeFlows]:
             owners[port_owner(iface_id)] = port_flows(topology, port, firewall, sgs)
         else:  # the firewall's port owner plus its switching (as port_flows composes them)
             filtered[iface_id] = filtered_port
-            owners[port_owner(iface_id)] = {topology.integration_bridge: switching(filtered_port)}
+            own = switching(filtered_port) | port.extension_flows
+            owners[port_owner(iface_id)] = {topology.integration_bridge: own}
     for network_id, vlan in state.local_vlans.items():
         segment = state.networks.get(network_id)
         if segment is not None:

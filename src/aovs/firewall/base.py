@@ -9,11 +9,8 @@ exactly the same flows (no churn). Drivers are found by name: the built-ins ``no
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
-from importlib import import_module
-from importlib.metadata import entry_points
 from typing import ClassVar, Protocol, runtime_checkable
 
 from aovs.model import PortDetails, SecurityGroup
@@ -21,8 +18,7 @@ from aovs.openflow.flows import Flow
 from aovs.owners import FIREWALL_BASE_OWNER
 from aovs.owners import OwnerKey as OwnerKey  # the owner keys drivers use
 from aovs.owners import port_owner as port_owner
-
-LOG = logging.getLogger(__name__)
+from aovs.plugins import plugin_names, start_plugin
 
 ENTRY_POINT_GROUP = "aovs.firewall_drivers"
 BUILTIN_DRIVERS: Mapping[str, str] = {
@@ -120,43 +116,16 @@ class FirewallDriverError(LookupError):
 
 def available_drivers() -> list[str]:
     """Names load_driver accepts: the built-ins and every installed entry point."""
-    names = set(BUILTIN_DRIVERS)
-    names.update(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
-    return sorted(names)
-
-
-def _load_object(name: str) -> object:
-    if name in BUILTIN_DRIVERS:
-        module_name, _, attr = BUILTIN_DRIVERS[name].partition(":")
-        return getattr(import_module(module_name), attr)
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name == name:
-            return ep.load()
-    raise FirewallDriverError(
-        f"unknown firewall driver {name!r}; available: {', '.join(available_drivers())} "
-        f"(third-party drivers register an {ENTRY_POINT_GROUP!r} entry point)"
-    )
+    return plugin_names(BUILTIN_DRIVERS, ENTRY_POINT_GROUP)
 
 
 def load_driver(name: str) -> FirewallDriver:
     """Instantiate the driver called ``name`` (neutron's ``firewall_driver`` option)."""
-    try:
-        factory = _load_object(name)
-    except FirewallDriverError:
-        raise
-    except Exception as exc:  # an installed plugin that fails to import
-        LOG.error("firewall driver %r failed to load: %s", name, exc)
-        raise FirewallDriverError(f"firewall driver {name!r} failed to load: {exc}") from exc
-    if not callable(factory):
-        raise FirewallDriverError(f"firewall driver {name!r} is not a class: {factory!r}")
-    try:
-        driver = factory()
-    except Exception as exc:
-        LOG.error("firewall driver %r (%r) failed to start: %s", name, factory, exc)
-        raise FirewallDriverError(f"firewall driver {name!r} failed to start: {exc}") from exc
+    driver = start_plugin(name, BUILTIN_DRIVERS, ENTRY_POINT_GROUP, kind="firewall driver",
+                          error=FirewallDriverError)  # fmt: skip
     if not isinstance(driver, FirewallDriver):
         raise FirewallDriverError(
-            f"firewall driver {name!r} ({factory!r}) does not implement FirewallDriver "
+            f"firewall driver {name!r} ({type(driver)!r}) does not implement FirewallDriver "
             "(name, base_flows, port_flows, shared_flows)"
         )
     return driver

@@ -83,6 +83,8 @@ def device_outcome(entry: Mapping[str, Any]) -> DeviceOutcome:
     for key in ("fixed_ips", "allowed_address_pairs", "security_groups"):
         if data.get(key) is None:
             data.pop(key, None)
+    if data.get("qos_policy_id") is None:  # the network's policy applies (neutron's handle_port)
+        data["qos_policy_id"] = data.get("qos_network_policy_id")
     try:
         return PortDetails.model_validate(data)
     except ValidationError as exc:

@@ -181,8 +181,9 @@ class NeutronServer:
     """A private neutron 29 server (ML2/openvswitch) for one test session.
 
     ``venv``: made by tests/neutron/server/install-neutron. ``service_plugins`` and
-    ``extension_drivers`` turn on features (e.g. ``("qos", "trunk")`` / ``("port_security",
-    "qos")``); ``extra_config`` / ``extra_ml2_config`` add or override options, as
+    ``extension_drivers`` turn on features (QoS and trunks by default: the ``qos`` and ``trunk``
+    agent extensions' tests need them, and they cost the other tests nothing);
+    ``extra_config`` / ``extra_ml2_config`` add or override options, as
     ``{"section": {"option": value}}``. ``keep`` leaves the directory (logs, configs) behind.
     """
 
@@ -191,9 +192,9 @@ class NeutronServer:
         venv: Path | str,
         *,
         agent_down_time: int = 75,
-        service_plugins: Sequence[str] = (),
+        service_plugins: Sequence[str] = ("qos", "trunk"),
         mechanism_drivers: Sequence[str] = ("openvswitch", "l2population"),
-        extension_drivers: Sequence[str] = ("port_security",),
+        extension_drivers: Sequence[str] = ("port_security", "qos"),
         extra_config: Config | None = None,
         extra_ml2_config: Config | None = None,
         start_timeout: float = 120.0,  # ~20 s on a quiet machine; several times that under load
