@@ -170,8 +170,16 @@ class NeutronServerApi:
 
     # ---- agent state -------------------------------------------------------------------------
 
-    async def report_state(self, agent_state: dict[str, Any]) -> str | None:
-        """``report_state`` as a call (as the OVS agent does): "new", "alive" or "revived"."""
+    async def report_state(
+        self, agent_state: dict[str, Any], *, within: float | None = None
+    ) -> str | None:
+        """``report_state`` as a call (as the OVS agent does): "new", "alive" or "revived".
+
+        With ``within`` (the heartbeat passes its interval), the call waits that long and no
+        more, with no back-off: a report the server lost (an RPC server that stops after
+        taking it) is stale by the next heartbeat anyway, which is its retry. neutron's agent
+        waits ``rpc_response_timeout`` (60 s) and more for it, so a restarted server saw no
+        heartbeat from it for a minute."""
         reply = await self._call(
             REPORTS_TOPIC,
             "report_state",
@@ -181,6 +189,7 @@ class NeutronServerApi:
             },
             version="1.2",
             retries=0,  # the next heartbeat is the retry
+            within=within,
         )
         return None if reply is None else str(reply)
 
@@ -197,20 +206,25 @@ class NeutronServerApi:
         *,
         version: str,
         retries: int | None = None,
+        within: float | None = None,
     ) -> Any:
+        """With ``within``, that fixed limit and no back-off; else neutron's backing-off
+        timeout of ``method``."""
         attempts = 1 + (self.connection_retries if retries is None else retries)
         for attempt in range(1, attempts + 1):
-            timeout = self.timeouts.timeout_for(method)
+            limit = self.timeouts.timeout_for(method) if within is None else within
             try:
-                return await self.transport.call(
-                    topic, method, args, version=version, timeout=timeout
-                )
+                return await self.transport.call(topic, method, args, version=version,
+                                                 timeout=limit)  # fmt: skip
             except RpcTimeout:
+                if within is not None:
+                    LOG.warning("timeout in RPC method %s after %g s", method, limit)
+                    raise
                 wait = self.timeouts.on_timeout(method)
                 LOG.error(
                     "timeout in RPC method %s after %g s; next timeout %g s, waiting %.1f s",
                     method,
-                    timeout,
+                    limit,
                     self.timeouts.timeout_for(method),
                     wait,
                 )

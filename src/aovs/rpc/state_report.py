@@ -65,7 +65,7 @@ class StateReporter:
 
     async def report_once(self) -> str | None:
         """One report; RpcError propagates (the loop logs it and tries again next interval)."""
-        status = await self.api.report_state(self.agent_state())
+        status = await self.api.report_state(self.agent_state(), within=self.interval or None)
         self._start_flag = False
         self._resource_versions = None
         self.reports_sent += 1
