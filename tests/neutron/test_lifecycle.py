@@ -251,9 +251,9 @@ async def test_agent_registers_with_everything_neutrons_agent_reports(
     reports: list[tuple[dict[str, Any], str | None]] = []
     report_state = h.agent.api.report_state
 
-    async def spy(agent_state: dict[str, Any]) -> str | None:
+    async def spy(agent_state: dict[str, Any], **options: Any) -> str | None:
         state = json.loads(json.dumps(agent_state))
-        status = await report_state(agent_state)
+        status = await report_state(agent_state, **options)
         reports.append((state, status))
         return status
 
