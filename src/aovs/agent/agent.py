@@ -107,9 +107,9 @@ BIG_BATCH = 100  # ports in flight above which progress is shown
 # loop stays responsive (OVSDB events, RPC answers) through thousands of ports.
 FLOW_BUDGET = 20_000
 # FlowMods per bundle: slices that piled up while ovs-vswitchd committed the previous bundle go
-# in one. A burst (a cold boot, a storm) so goes in a few bundles that grow as ovs-vswitchd
-# falls behind (1000 ports: 20k then 46k FlowMods), and each bundle costs ovs-vswitchd more than
-# its flows (one ovs-vsctl plugging 1000 ports, the same 66k flows: in 4 bundles of 20k,
+# in one. A burst (a cold boot, a storm) so goes in few bundles that grow as ovs-vswitchd falls
+# behind (one ovs-vsctl plugging 1000, 3000 or 5000 ports: br-int took each in ONE bundle),
+# and each bundle costs ovs-vswitchd more than its flows (one ovs-vsctl plugging 1000 ports, the same 66k flows: in 4 bundles of 20k,
 # 1.27-1.30x the CPU of ovs-ofctl --bundle; in one, 1.07-1.09x), while the agent still computes
 # the next slices as the switch commits. Bounded so that a bundle stays within what its
 # timeouts allow (see aovs.openflow.bundle).
