@@ -109,14 +109,26 @@ def object_data(primitive: Any, expected: str) -> Mapping[str, Any]:
     return data
 
 
+def _string(data: Mapping[str, Any], key: str, what: str) -> str:
+    """A non-empty string field (an object's id, its port's): ValueError naming ``what``."""
+    value = data.get(key)
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} without a {key}")
+    return value
+
+
+def _list(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
+    """A list field, empty when absent: ValueError naming ``what`` when it is no list."""
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        raise ValueError(f"{what}: {key} is not a list")
+    return value
+
+
 def address_group(primitive: Any) -> AddressGroupValue:
     data = object_data(primitive, ADDRESS_GROUP)
-    group_id = data.get("id")
-    if not isinstance(group_id, str) or not group_id:
-        raise ValueError("AddressGroup without an id")
-    associations = data.get("addresses", [])
-    if not isinstance(associations, list):
-        raise ValueError(f"AddressGroup {group_id}: addresses is not a list")
+    group_id = _string(data, "id", ADDRESS_GROUP)
+    associations = _list(data, "addresses", f"AddressGroup {group_id}")
     addresses = set()
     for association in associations:
         address = object_data(association, "AddressAssociation").get("address")
@@ -227,12 +239,8 @@ def qos_rule(primitive: Any, policy_id: str) -> QosRuleValue:
 
 def qos_policy(primitive: Any) -> QosPolicyValue:
     data = object_data(primitive, QOS_POLICY)
-    policy_id = data.get("id")
-    if not isinstance(policy_id, str) or not policy_id:
-        raise ValueError("QosPolicy without an id")
-    rules = data.get("rules", [])
-    if not isinstance(rules, list):
-        raise ValueError(f"QosPolicy {policy_id}: rules is not a list")
+    policy_id = _string(data, "id", QOS_POLICY)
+    rules = _list(data, "rules", f"QosPolicy {policy_id}")
     parsed = tuple(sorted((qos_rule(r, policy_id) for r in rules), key=lambda r: r.id))
     return QosPolicyValue(policy_id, parsed, _revision(data, f"QosPolicy {policy_id}"))
 
@@ -291,13 +299,6 @@ class SubPortPush:
     subports: tuple[SubPortValue, ...]
 
 
-def _string(data: Mapping[str, Any], key: str, what: str) -> str:
-    value = data.get(key)
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"{what} without a {key}")
-    return value
-
-
 def subport(primitive: Any) -> SubPortValue:
     data = object_data(primitive, SUBPORT)
     port_id = _string(data, "port_id", SUBPORT)
@@ -313,9 +314,7 @@ def trunk(primitive: Any) -> TrunkValue:
     data = object_data(primitive, TRUNK)
     trunk_id = _string(data, "id", TRUNK)
     port_id = _string(data, "port_id", f"Trunk {trunk_id}")
-    subports = data.get("sub_ports", [])
-    if not isinstance(subports, list):
-        raise ValueError(f"Trunk {trunk_id}: sub_ports is not a list")
+    subports = _list(data, "sub_ports", f"Trunk {trunk_id}")
     parsed = tuple(sorted((subport(s) for s in subports), key=lambda s: s.port_id))
     status = data.get("status", "")
     return TrunkValue(trunk_id, port_id, parsed, str(status or ""),
