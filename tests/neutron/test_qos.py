@@ -131,6 +131,10 @@ async def test_qos_policy_attach_change_detach_network_policy_and_delete(
         print(f"\npolicy on a new port -> applied: {time.monotonic() - started:.2f} s")
         pulls = [i for i in received if type(i).__name__ == "_Pulled"]
         assert pulls, "the policy was not pulled"
+        sample = host.agent.telemetry.metrics.registry.get_sample_value
+        pulled = {"type": "QosPolicy", "source": "pull"}
+        assert (sample("aovs_resource_updates_total", pulled) or 0) >= 1
+        assert sample("aovs_extension_enabled", {"extension": "qos"}) == 1
 
         # 2. rules changed: pushed (neutron-vo-QosPolicy-1.10), no port_update needed
         started = time.monotonic()

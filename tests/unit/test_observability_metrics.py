@@ -119,3 +119,22 @@ def test_health_needs_every_known_connection() -> None:
 def test_only_openflow_connections_name_a_bridge(system: System, bridge: str | None) -> None:
     with pytest.raises(ValueError, match="bridge"):
         HealthState().set_connected(system, True, bridge=bridge)
+
+
+def test_resource_updates_and_extensions_are_exposed() -> None:
+    metrics = AgentMetrics()
+    get = metrics.registry.get_sample_value
+    metrics.resource_updates("QosPolicy", "push", 2)
+    metrics.resource_updates("QosPolicy", "pull")
+    metrics.resource_updates("Trunk", "pull_failed", 3)
+    assert get("aovs_resource_updates_total", {"type": "QosPolicy", "source": "push"}) == 2
+    assert get("aovs_resource_updates_total", {"type": "QosPolicy", "source": "pull"}) == 1
+    assert get("aovs_resource_updates_total", {"type": "Trunk", "source": "pull_failed"}) == 3
+    assert get("aovs_extension_enabled", {"extension": "qos"}) is None  # none watched yet
+    problems: dict[str, tuple[str, ...]] = {}
+    metrics.watch_extensions(["qos", "trunk"], lambda: len(problems))
+    assert get("aovs_extension_enabled", {"extension": "qos"}) == 1
+    assert get("aovs_extension_enabled", {"extension": "trunk"}) == 1
+    assert get("aovs_extension_problem_ports") == 0
+    problems["port-1"] = ("bandwidth_limit rule r1: not supported by aovs yet",)
+    assert get("aovs_extension_problem_ports") == 1  # read at scrape time

@@ -23,6 +23,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import logging
 import signal
 import time
@@ -35,7 +36,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as ofpp
 
 from aovs.agent.bridges import bridge_commands, patch_pairs, topology_from
 from aovs.agent.configurations import ovs_capabilities, reported_configurations
-from aovs.agent.core import AgentCore, Plan, Transition
+from aovs.agent.core import AgentCore, Plan, Transition, resource_of
 from aovs.agent.heap import LongLivedHeap
 from aovs.agent.latencies import LatencyWindow
 from aovs.agent.port_metadata import PortMetadataWriter
@@ -90,6 +91,7 @@ from aovs.rpc.resources import (
     bulk_pull,
     consumed_resources,
     missing_as_deleted,
+    push_values,
 )
 from aovs.rpc.server_api import NeutronServerApi
 from aovs.rpc.server_replies import DevicesDetails
@@ -108,11 +110,11 @@ BIG_BATCH = 100  # ports in flight above which progress is shown
 FLOW_BUDGET = 20_000
 # FlowMods per bundle: slices that piled up while ovs-vswitchd committed the previous bundle go
 # in one. A burst (a cold boot, a storm) so goes in few bundles that grow as ovs-vswitchd falls
-# behind (one ovs-vsctl plugging 1000, 3000 or 5000 ports: br-int took each in ONE bundle),
-# and each bundle costs ovs-vswitchd more than its flows (one ovs-vsctl plugging 1000 ports, the same 66k flows: in 4 bundles of 20k,
-# 1.27-1.30x the CPU of ovs-ofctl --bundle; in one, 1.07-1.09x), while the agent still computes
-# the next slices as the switch commits. Bounded so that a bundle stays within what its
-# timeouts allow (see aovs.openflow.bundle).
+# behind (one ovs-vsctl plugging 1000, 3000 or 5000 ports: br-int took each in ONE bundle), and
+# each bundle costs ovs-vswitchd more than its flows (the same 66k flows of 1000 ports: in 4
+# bundles of 20k, 1.27-1.30x the CPU of ovs-ofctl --bundle; in one, 1.07-1.09x), while the
+# agent still computes the next slices as the switch commits. Bounded so that a bundle stays
+# within what its timeouts allow (see aovs.openflow.bundle).
 BUNDLE_BUDGET = 500_000
 BIG_BUNDLE = 10_000  # FlowMods from which a committed bundle is logged at INFO
 # How often OVSDB's and RabbitMQ's connection states are sampled for /healthz (the OpenFlow
@@ -298,6 +300,11 @@ class Agent:
             extensions=self.extensions,
         )
         self.core = core
+        if self.extensions:
+            self.telemetry.metrics.watch_extensions(
+                [extension.name for extension in self.extensions],
+                lambda: len(core.extension_problems),
+            )
         if trunk_on:
             self.trunks = TrunkWiring(self.ovsdb, self._monitor, lambda: self.transport,
                                       self._post, self.config.ovs.integration_bridge)  # fmt: skip
@@ -746,15 +753,24 @@ class Agent:
             if item.host == self.config.host:
                 core.binding_deactivated(item.port_id, now)
         elif isinstance(item, QosPolicyPush):
+            self._count_resources(item, "push")
             core.resources_received(item, now)
         elif isinstance(item, TrunkPush | SubPortPush):
+            self._count_resources(item, "push")
             core.resources_received(item, now)  # the one cache; then the trunk shell acts
             if self.trunks is not None:
                 self.trunks.pushed(item)
         elif isinstance(item, _Pulled):
             if item.error is not None:
+                for resource_type, keys in itertools.groupby(
+                    sorted(resource_of(key)[0] for key in item.keys)
+                ):
+                    self.telemetry.metrics.resource_updates(
+                        resource_type, "pull_failed", len(list(keys))
+                    )
                 core.resources_unavailable(item.keys, now)
             for answer in item.answers:
+                self._count_resources(answer, "pull")
                 core.resources_received(answer, now)
         elif isinstance(item, AddressGroupPush):
             for group in item.groups:
@@ -770,6 +786,10 @@ class Agent:
             pass  # DHCP is allowed by the firewall's base flows: nothing to do
         else:
             assert_never(item)
+
+    def _count_resources(self, push: ResourcePush, source: str) -> None:
+        resource_type, values = push_values(push)
+        self.telemetry.metrics.resource_updates(resource_type, source, len(values))
 
     def _row_event(self, event: RowEvent, now: float) -> None:
         core = self.core

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -106,6 +106,12 @@ class AgentMetrics:
             "aovs_full_syncs", "Full resynchronisations with neutron-server and the switch.",
             registry=reg,
         )  # fmt: skip
+        self._resource_updates = Counter(
+            "aovs_resource_updates",
+            "neutron versioned objects received into the resource cache, by type and source "
+            "(push, pull; pull_failed counts objects asked for and not answered).",
+            ["type", "source"], registry=reg,
+        )  # fmt: skip
         # children per state made once: labels() costs more than the increment it leads to
         self._transitions_by_state = {
             state: self._transitions.labels(state) for state in ReportedPortState
@@ -149,6 +155,16 @@ class AgentMetrics:
         if outcome is not RpcOutcome.TIMEOUT:
             self._rpc_seconds.labels(method).observe(seconds)
 
+    def resource_updates(self, resource_type: str, source: str, count: int = 1) -> None:
+        self._resource_updates.labels(resource_type, source).inc(count)
+
+    def watch_extensions(
+        self, names: Sequence[str], ports_with_problems: Callable[[], int]
+    ) -> None:
+        """``aovs_extension_enabled{extension}`` and ``aovs_extension_problem_ports``, read at
+        scrape time (the agent calls this once its core exists)."""
+        self.registry.register(_ExtensionsCollector(tuple(names), ports_with_problems))
+
     def reconnect(self, system: System, bridge: str | None = None) -> None:
         self._reconnects.labels(system, bridge or "").inc()
 
@@ -171,6 +187,28 @@ class _PortsCollector(Collector):
         for state, count in self._ledger.counts().items():
             family.add_metric([state], count)
         yield family
+
+
+class _ExtensionsCollector(Collector):
+    """The agent extensions in use, and how many ports have rules they could not apply."""
+
+    def __init__(self, names: tuple[str, ...], ports_with_problems: Callable[[], int]) -> None:
+        self._names = names
+        self._ports_with_problems = ports_with_problems
+
+    def collect(self) -> Iterator[Metric]:
+        enabled = GaugeMetricFamily(
+            "aovs_extension_enabled", "1 per agent extension loaded ([agent] extensions).",
+            labels=["extension"],
+        )  # fmt: skip
+        for name in self._names:
+            enabled.add_metric([name], 1.0)
+        yield enabled
+        yield GaugeMetricFamily(
+            "aovs_extension_problem_ports",
+            "Ports with something an extension could not apply (logged per port; `aovs status`).",
+            value=float(self._ports_with_problems()),
+        )
 
 
 class _ConnectionsCollector(Collector):
