@@ -773,6 +773,7 @@ class Agent:
                 self._count_resources(answer, "pull")
                 core.resources_received(answer, now)
         elif isinstance(item, AddressGroupPush):
+            self._count_resources(item, "push")
             for group in item.groups:
                 deleted = item.event_type == "deleted"
                 core.address_group_changed(
