@@ -125,6 +125,23 @@ def _list(data: Mapping[str, Any], key: str, what: str) -> list[Any]:
     return value
 
 
+def _revision(data: Mapping[str, Any], what: str) -> int | None:
+    revision = data.get("revision_number")
+    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
+        raise ValueError(f"{what}: revision_number is not an integer")
+    return revision
+
+
+def _push_args(args: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    event_type = args.get("event_type")
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"push event_type {event_type!r:.40} is not one of {sorted(EVENT_TYPES)}")
+    resources = args.get("resource_list")
+    if not isinstance(resources, list):
+        raise ValueError("push without a resource_list")
+    return str(event_type), resources
+
+
 def address_group(primitive: Any) -> AddressGroupValue:
     data = object_data(primitive, ADDRESS_GROUP)
     group_id = _string(data, "id", ADDRESS_GROUP)
@@ -138,20 +155,13 @@ def address_group(primitive: Any) -> AddressGroupValue:
             addresses.add(str(ipaddress.ip_network(address, strict=False)))
         except ValueError:
             raise ValueError(f"AddressGroup {group_id}: {address!r:.60} is no CIDR") from None
-    revision = data.get("revision_number")
-    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
-        raise ValueError(f"AddressGroup {group_id}: revision_number is not an integer")
-    return AddressGroupValue(group_id, frozenset(addresses), revision)
+    return AddressGroupValue(group_id, frozenset(addresses),
+                             _revision(data, f"AddressGroup {group_id}"))  # fmt: skip
 
 
 def address_group_push(args: Mapping[str, Any]) -> AddressGroupPush:
-    event_type = args.get("event_type")
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"push event_type {event_type!r:.40} is not one of {sorted(EVENT_TYPES)}")
-    resources = args.get("resource_list")
-    if not isinstance(resources, list):
-        raise ValueError("push without a resource_list")
-    return AddressGroupPush(str(event_type), tuple(address_group(r) for r in resources))
+    event_type, resources = _push_args(args)
+    return AddressGroupPush(event_type, tuple(address_group(r) for r in resources))
 
 
 # -- QoS policies ----------------------------------------------------------------------------
@@ -204,13 +214,6 @@ class QosPolicyPush:
     policies: tuple[QosPolicyValue, ...]
 
 
-def _revision(data: Mapping[str, Any], what: str) -> int | None:
-    revision = data.get("revision_number")
-    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
-        raise ValueError(f"{what}: revision_number is not an integer")
-    return revision
-
-
 def qos_rule(primitive: Any, policy_id: str) -> QosRuleValue:
     name = primitive.get(_NAME) if isinstance(primitive, Mapping) else None
     rule_type = RULE_TYPES.get(name) if isinstance(name, str) else None
@@ -246,13 +249,8 @@ def qos_policy(primitive: Any) -> QosPolicyValue:
 
 
 def qos_policy_push(args: Mapping[str, Any]) -> QosPolicyPush:
-    event_type = args.get("event_type")
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"push event_type {event_type!r:.40} is not one of {sorted(EVENT_TYPES)}")
-    resources = args.get("resource_list")
-    if not isinstance(resources, list):
-        raise ValueError("push without a resource_list")
-    return QosPolicyPush(str(event_type), tuple(qos_policy(r) for r in resources))
+    event_type, resources = _push_args(args)
+    return QosPolicyPush(event_type, tuple(qos_policy(r) for r in resources))
 
 
 # -- trunks -----------------------------------------------------------------------------------
@@ -319,16 +317,6 @@ def trunk(primitive: Any) -> TrunkValue:
     status = data.get("status", "")
     return TrunkValue(trunk_id, port_id, parsed, str(status or ""),
                       _revision(data, f"Trunk {trunk_id}"))  # fmt: skip
-
-
-def _push_args(args: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    event_type = args.get("event_type")
-    if event_type not in EVENT_TYPES:
-        raise ValueError(f"push event_type {event_type!r:.40} is not one of {sorted(EVENT_TYPES)}")
-    resources = args.get("resource_list")
-    if not isinstance(resources, list):
-        raise ValueError("push without a resource_list")
-    return str(event_type), resources
 
 
 def trunk_push(args: Mapping[str, Any]) -> TrunkPush:
