@@ -73,7 +73,8 @@ bench-coldboot: deps
 		--timeout 900 --stem coldboot-cpu
 
 soak: deps
-	$(VENV)/bin/pytest tests/faults --soak-seconds $${SOAK_SECONDS:-600} $(PYTEST_ARGS)
+	$(VENV)/bin/pytest tests/faults --soak-seconds $${SOAK_SECONDS:-600} \
+		--soak-ports $${SOAK_PORTS:-300} $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -23,6 +23,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--soak-seconds", type=float, default=0.0,
                     help="run random episodes for this long (make soak) instead of the short "
                     "seeded set; figures go to benchmarks/results/soak.json")  # fmt: skip
+    group.addoption("--soak-ports", type=int, default=300,
+                    help="good ports in the soak's world (default 300)")  # fmt: skip
     parser.addoption("--neutron", action="store_true", default=False,
                      help="run tests/neutron against a real neutron-server")  # fmt: skip
 

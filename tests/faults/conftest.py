@@ -1,4 +1,5 @@
-"""Options for the fault-injection suite: ``--fault-seed`` (replay) and ``--soak-seconds``."""
+"""Options for the fault-injection suite: ``--fault-seed`` (replay), ``--soak-seconds`` and
+``--soak-ports``."""
 
 from __future__ import annotations
 
@@ -34,3 +35,8 @@ def fault_seed(pytestconfig: pytest.Config) -> int:
 @pytest.fixture(scope="session")
 def soak_seconds(pytestconfig: pytest.Config) -> float:
     return float(pytestconfig.getoption("--soak-seconds", default=0.0))
+
+
+@pytest.fixture(scope="session")
+def soak_ports(pytestconfig: pytest.Config) -> int:
+    return int(pytestconfig.getoption("--soak-ports", default=300))

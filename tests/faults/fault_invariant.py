@@ -19,6 +19,7 @@ agent: what must hold after every episode, once the agent has converged.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -72,6 +73,7 @@ async def read_switch(world: FaultWorld) -> SwitchState:
         desc = await ofctl(sandbox, "dump-ports-desc", bridge, within=10)
         bridge_ports[bridge] = frozenset(int(n) for n in _PORT_DESC.findall(desc))
         flows[bridge] = await world.verifier.dump(bridge)
+    world.switch_read_at = time.monotonic()
     return SwitchState(interfaces, tags, bridge_ports, flows)
 
 

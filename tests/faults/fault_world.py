@@ -93,12 +93,14 @@ def build_topology(good: int) -> tuple[SimulatedCloud, list[VmPort]]:
     ports, vms = [], []
     ids = [good_port_id(i) for i in range(good)] + list(BAD_DETAILS)
     for index, port_id in enumerate(ids):
-        mac = f"fa:16:3e:00:01:{index:02x}"
+        mac = f"fa:16:3e:01:{index >> 8:02x}:{index & 0xFF:02x}"  # a soak has hundreds
         network = networks[index % len(networks)]
+        host = index + 2  # addresses from 10.x.0.2 on, past .255 into 10.x.1.0 and on
         ports.append(
             CloudPort.model_validate({
                 "port_id": port_id, "network_id": network, "mac_address": mac,
-                "fixed_ips": [{"ip_address": f"10.{10 + index % len(networks)}.0.{index + 2}"}],
+                "fixed_ips": [{"ip_address": f"10.{10 + index % len(networks)}.{host >> 8}."
+                                            f"{host & 0xFF}"}],
                 "security_groups": [SG],
             })
         )  # fmt: skip
@@ -122,6 +124,8 @@ class FaultWorld:
         self.sandbox = OVSSandbox(self.workdir / "ovs")
         self.reference = OVSSandbox(self.workdir / "ref")
         self.verifier = Verifier(self.sandbox, self.reference)
+        # when the last read of the switch's state ended: a passing check's state is no older
+        self.switch_read_at = 0.0
         self.vhost = f"aovs-faults-{uuid.uuid4().hex[:8]}"
         self.transport_url = f"rabbit://guest:guest@{RABBIT}/{self.vhost}"
         self.proxy_dir = self.workdir / "px"

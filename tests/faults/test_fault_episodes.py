@@ -21,7 +21,6 @@ from aovs.testing.cloud import SimulatedCloud, SimulatedCloudError
 pytestmark = pytest.mark.integration
 
 SHORT_RUN_PORTS = 9  # good ports in the CI run (plus the bad ones)
-SOAK_PORTS = 24
 SOAK_RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "soak.json"
 
 
@@ -39,9 +38,11 @@ def bad_port_lines(runner: Runner) -> dict[str, str]:
     return found
 
 
-async def test_faults_leave_every_port_wired(fault_seed: int, soak_seconds: float) -> None:
+async def test_faults_leave_every_port_wired(
+    fault_seed: int, soak_seconds: float, soak_ports: int
+) -> None:
     soak = soak_seconds > 0
-    world = FaultWorld(SOAK_PORTS if soak else SHORT_RUN_PORTS)
+    world = FaultWorld(soak_ports if soak else SHORT_RUN_PORTS)
     runner = Runner(world, fault_seed, log=say)
     say(f"fault run: --fault-seed {fault_seed}, work directory {world.workdir}")
     try:
