@@ -604,8 +604,7 @@ class AgentCore:
     def _pending_cost(self) -> int:
         cost = 0
         for ledger in self.ledgers.values():
-            adds, removes = ledger.pending
-            cost += adds + removes
+            cost += ledger.pending
         return cost
 
     @property

@@ -66,9 +66,17 @@ class FlowLedger:
 
     Kept compact (5000 ports: 410k flows, 60k owners): each owner's flows as a tuple (a
     frozenset costs 2-3x the memory, and a member owner's one or two flows ~200 bytes), and
-    reference counts with one entry per flow: ``_keys`` holds the flow that claimed each key,
-    counted once; ``_counts`` only the exceptions, a count above one, or a flow whose key
-    another flow holds (two owners disagreeing, logged).
+    reference counts with one entry per flow: ``_keys`` holds the flow that has each key (the
+    one the switch gets), counted once; ``_counts`` only the exceptions, a count above one, or
+    a flow whose key another flow holds.
+
+    A switch keeps ONE rule per (table, priority, match): two owners wanting one key with
+    different actions (an OVS restart renumbers ports, and for a moment the port that took
+    ofport 1 and the port that still has its flows for ofport 1 both claim ``in_port=1``) is
+    settled by the newest claim winning, the other waiting, counted, to take the key back if
+    the winner goes first. The delta is computed per key from what it held at the last
+    ``take_delta``, so a departing owner's removal never deletes another owner's rule with the
+    same key (a strict delete matches the key, not the actions).
     """
 
     def __init__(self, bridge: str) -> None:
@@ -77,11 +85,12 @@ class FlowLedger:
         self._keys: dict[FlowKey, Flow] = {}
         self._counts: dict[Flow, int] = {}
         self._unkeyed = 0  # flows in _counts whose key another flow holds
-        self._added: set[Flow] = set()
-        self._removed: set[Flow] = set()
+        self._before: dict[FlowKey, Flow | None] = {}  # changed keys: their flow at the last delta
+        self._conflicts = 0  # keys claimed while held, since the last delta (one log line)
+        self._conflict: tuple[OwnerKey, Flow, Flow] | None = None
 
     def __len__(self) -> int:
-        return len(self._keys) + self._unkeyed
+        return len(self._keys)
 
     def owners(self) -> Mapping[OwnerKey, frozenset[Flow]]:
         return {owner: frozenset(flows) for owner, flows in self._owners.items()}
@@ -90,10 +99,8 @@ class FlowLedger:
         return frozenset(self._owners.get(owner, ()))
 
     def desired(self) -> frozenset[Flow]:
-        flows = frozenset(self._keys.values())
-        if self._unkeyed:
-            flows |= {flow for flow in self._counts if not self._holds(flow)}
-        return flows
+        """One flow per key: what the switch should hold."""
+        return frozenset(self._keys.values())
 
     def replace(self, owner: OwnerKey, flows: Iterable[Flow]) -> None:
         new = frozenset(flows)
@@ -110,17 +117,31 @@ class FlowLedger:
             self._ref(flow, owner)
 
     @property
-    def pending(self) -> tuple[int, int]:
-        """(adds, removes) accumulated since the last take_delta."""
-        return len(self._added), len(self._removed)
+    def pending(self) -> int:
+        """Keys changed since the last take_delta (an add or a removal each, at most)."""
+        return len(self._before)
 
     def take_delta(self) -> FlowDelta:
-        added_keys = {flow.key for flow in self._added}
-        remove = frozenset(f for f in self._removed if f.key not in added_keys)
-        delta = FlowDelta(remove=remove, add=frozenset(self._added))
-        self._added.clear()
-        self._removed.clear()
-        return delta
+        add: list[Flow] = []
+        remove: list[Flow] = []
+        keys = self._keys
+        for key, before in self._before.items():
+            now = keys.get(key)
+            if now is None:
+                if before is not None:
+                    remove.append(before)
+            elif now != before:
+                add.append(now)  # an add replaces whatever rule has the key
+        self._before = {}
+        if self._conflict is not None:
+            owner, flow, holder = self._conflict
+            LOG.warning(
+                "owners wanted different actions for one flow key: the newest claim wins",
+                extra={"bridge": self.bridge, "keys": self._conflicts, "owner": owner,
+                       "flow": flow, "other_flow": holder},
+            )  # fmt: skip
+            self._conflicts, self._conflict = 0, None
+        return FlowDelta(remove=frozenset(remove), add=frozenset(add))
 
     def _holds(self, flow: Flow) -> bool:
         return self._keys.get(flow.key) == flow
@@ -131,27 +152,24 @@ class FlowLedger:
             return count
         return 1 if self._holds(flow) else 0
 
+    def _touch(self, key: FlowKey) -> None:
+        if key not in self._before:
+            self._before[key] = self._keys.get(key)
+
     def _ref(self, flow: Flow, owner: OwnerKey) -> None:
         count = self._count(flow)
         if count:
             self._counts[flow] = count + 1
             return
-        holder = self._keys.get(flow.key)
-        if holder is None:
-            self._keys[flow.key] = flow
-        else:
-            other = next((o for o, held in self._owners.items() if holder in held), None)
-            LOG.error(
-                "two owners want different actions for one flow key",
-                extra={"bridge": self.bridge, "owner": owner, "other_owner": other,
-                       "flow": flow, "other_flow": holder},
-            )  # fmt: skip
-            self._counts[flow] = 1
+        key = flow.key
+        holder = self._keys.get(key)
+        self._touch(key)
+        if holder is not None:
+            self._conflicts += 1
+            self._conflict = (owner, flow, holder)
+            self._counts[holder] = self._count(holder)  # explicit: it no longer holds the key
             self._unkeyed += 1
-        if flow in self._removed:
-            self._removed.discard(flow)
-        else:
-            self._added.add(flow)
+        self._keys[key] = flow
 
     def _unref(self, flow: Flow) -> None:
         holds = self._holds(flow)
@@ -162,13 +180,22 @@ class FlowLedger:
             else:
                 self._counts[flow] = count
             return
-        if holds:
-            del self._keys[flow.key]
-            self._counts.pop(flow, None)
-        else:
+        if not holds:  # waiting for its key: never on the switch, nothing to remove
             del self._counts[flow]
             self._unkeyed -= 1
-        if flow in self._added:
-            self._added.discard(flow)
-        else:
-            self._removed.add(flow)
+            return
+        key = flow.key
+        self._touch(key)
+        self._counts.pop(flow, None)
+        heir = self._heir(key) if self._unkeyed else None
+        if heir is None:
+            del self._keys[key]
+            return
+        self._keys[key] = heir  # the flow that waited for the key takes it
+        self._unkeyed -= 1
+        if self._counts[heir] == 1:
+            del self._counts[heir]
+
+    def _heir(self, key: FlowKey) -> Flow | None:
+        """A flow some owner still wants with ``key``, waiting (rare: a scan is fine)."""
+        return next((f for f in self._counts if f.key == key and not self._holds(f)), None)

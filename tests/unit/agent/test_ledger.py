@@ -43,6 +43,48 @@ def test_same_key_new_actions_is_an_add_only() -> None:
     assert ledger.desired() == {changed}
 
 
+def _port_flow(ofport: int, vlan: int) -> Flow:
+    return Flow(60, 100, Match(in_port=ofport), (SetField("reg6", vlan), Output(9)))
+
+
+def test_renumbered_ports_swapping_ofports_keep_both_flows() -> None:
+    # an OVS restart renumbers: x takes ofport 1 while y still has its flows there
+    ledger = FlowLedger("br")
+    ledger.replace(("x",), {_port_flow(5, 2)})
+    ledger.replace(("y",), {_port_flow(1, 3)})
+    ledger.take_delta()
+    ledger.replace(("x",), {_port_flow(1, 2)})  # y's in_port=1 still held: the newest wins
+    ledger.replace(("y",), {_port_flow(5, 3)})
+    delta = ledger.take_delta()
+    assert delta.add == {_port_flow(1, 2), _port_flow(5, 3)} and not delta.remove
+    assert ledger.desired() == {_port_flow(1, 2), _port_flow(5, 3)}
+
+
+def test_a_departing_owner_never_deletes_another_owners_rule_with_its_key() -> None:
+    # the soak's loss: x unplugged (its flows kept through the grace), y plugged on x's old
+    # ofport, then x removed: its strict delete would have taken y's rule with it
+    ledger = FlowLedger("br")
+    ledger.replace(("x",), {_port_flow(1, 2)})
+    ledger.take_delta()
+    ledger.replace(("y",), {_port_flow(1, 3)})
+    assert ledger.take_delta().add == {_port_flow(1, 3)}
+    ledger.replace(("x",), ())
+    assert not ledger.take_delta()
+    assert ledger.desired() == {_port_flow(1, 3)}
+
+
+def test_the_waiting_flow_takes_the_key_back_when_the_winner_goes() -> None:
+    ledger = FlowLedger("br")
+    ledger.replace(("x",), {_port_flow(1, 2)})
+    ledger.replace(("y",), {_port_flow(1, 3)})
+    assert ledger.take_delta().add == {_port_flow(1, 3)}
+    ledger.replace(("y",), ())
+    assert ledger.take_delta().add == {_port_flow(1, 2)}
+    ledger.replace(("x",), ())
+    assert ledger.take_delta().remove == {_port_flow(1, 2)}
+    assert len(ledger) == 0
+
+
 # -- merging queued deltas (plans that piled up go out as one bundle) ---------------------------
 def _flow(key: int, action: int) -> Flow:
     return Flow(60, 90, Match(reg5=key), (SetField("reg6", action), Output(1)))
