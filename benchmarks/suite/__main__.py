@@ -49,6 +49,7 @@ from benchmarks.suite.results import (
     TargetCheck,
     check_targets,
     cold_plug_row,
+    scale_checks,
     set_plug_limit,
     size_checks,
 )
@@ -245,7 +246,20 @@ def all_checks(document: dict[str, Any]) -> list[TargetCheck]:
     }
     checks = check_targets(results)
     skip = document["ports"] if "cold_plug" in results else None
-    return checks + size_checks(document.get("cold_plug") or [], skip)
+    checks += size_checks(document.get("cold_plug") or [], skip)
+    if document.get("only") is None and document.get("mode") == "full":  # issue 21: whole run
+        limit = (document.get("baselines") or {}).get("limit_seconds")
+        scaling = [*(document.get("scaling") or []), *(document.get("cold_plug") or [])]
+        checks += scale_checks(results, limit, _merged_rows(scaling), document["ports"])
+    return checks
+
+
+def _merged_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of one size merged (the scaling rows and the cold plug rows)."""
+    merged: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        merged.setdefault(int(row["ports"]), {}).update(row)
+    return [merged[size] for size in sorted(merged)]
 
 
 def cold_plug_rows(

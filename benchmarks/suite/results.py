@@ -182,6 +182,79 @@ def check_targets(results: Mapping[str, ScenarioResult]) -> list[TargetCheck]:
     return checks
 
 
+# ---- issue 21 (scale): ratios to the same run's limits, at every size measured ---------------
+
+SCALE_COLD_BOOT_FACTOR = 2.0  # cold boot from the agent's start, RPC included, at 1000 and 3000
+SCALE_COLD_BOOT_SIZES = (1000, 3000)
+SCALE_OVS_RESTART_FACTOR = 1.2
+SCALE_STORM_FACTOR = 2.0  # against the COLD-BOOT limit (the storm's own limit is beside it)
+SCALE_PLUG_GROWTH_FACTOR = 1.3  # cost-per-port growth 1000 -> 5000, over the limit's growth
+SCALE_RSS_MB = {1000: 150.0, 5000: 400.0}
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _by_size(rows: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
+    return {int(row["ports"]): row for row in rows if isinstance(row.get("ports"), int)}
+
+
+def plug_growth(
+    rows: Sequence[Mapping[str, Any]], small: int = 1000, big: int = 5000
+) -> float | None:
+    """How much faster the cold plug's cost per port grows from ``small`` to ``big`` ports
+    than the limit's: (t_big / t_small) / (limit_big / limit_small), which is the ratio of the
+    two sizes' vs-limit figures (None: a size is missing)."""
+    sizes = _by_size(rows)
+    if small not in sizes or big not in sizes:
+        return None
+    return ratio(_number(sizes[big].get("cold_plug_vs_limit")),
+                 _number(sizes[small].get("cold_plug_vs_limit")))  # fmt: skip
+
+
+def scale_checks(
+    results: Mapping[str, ScenarioResult],
+    cold_boot_limit: float | None,
+    scaling: Sequence[Mapping[str, Any]],
+    ports: int,
+) -> list[TargetCheck]:
+    """Issue 21's targets: each a ratio to a baseline of the same run; the main world's
+    figures stand for its size (``ports``), the scaling rows for the others."""
+    name = "issue 21"
+    sizes = dict(_by_size(scaling))
+    cold = results.get("cold_boot")
+    if cold is not None and cold.seconds is not None and cold.limit_seconds:
+        sizes[ports] = {**sizes.get(ports, {}), "ports": ports, "cold_boot_seconds":
+                        cold.seconds, "limit_seconds": cold.limit_seconds,
+                        "peak_rss_mb": cold.peak_rss_mb}  # fmt: skip
+    checks = []
+    for size in SCALE_COLD_BOOT_SIZES:
+        row = sizes.get(size, {})
+        vs = ratio(_number(row.get("cold_boot_seconds")), _number(row.get("limit_seconds")))
+        checks.append(_upto(f"{name}: cold_boot at {size}", "vs practical limit", vs,
+                            SCALE_COLD_BOOT_FACTOR, "x"))  # fmt: skip
+    restart = results.get("ovs_restart")
+    checks.append(_upto(f"{name}: ovs_restart", "vs practical limit",
+                        None if restart is None else restart.vs_limit,
+                        SCALE_OVS_RESTART_FACTOR, "x"))  # fmt: skip
+    storm = results.get("reboot_storm")
+    checks.append(_upto(f"{name}: reboot_storm", "vs the cold-boot limit",
+                        ratio(None if storm is None else storm.seconds, cold_boot_limit),
+                        SCALE_STORM_FACTOR, "x"))  # fmt: skip
+    checks.append(_upto(f"{name}: cold_plug 1000 -> 5000", "per-port cost growth vs the limit's",
+                        plug_growth(scaling), SCALE_PLUG_GROWTH_FACTOR, "x"))  # fmt: skip
+    for size, bound in SCALE_RSS_MB.items():
+        row = sizes.get(size, {})
+        peaks = [_number(row.get(k)) for k in ("peak_rss_mb", "cold_plug_peak_rss_mb")]
+        if size == ports:
+            peaks += [r.peak_rss_mb for r in results.values()]
+        known = [p for p in peaks if p is not None]
+        checks.append(_upto(f"{name}: at {size} ports", "agent peak RSS (any scenario)",
+                            max(known) if known else None, bound, "MB"))  # fmt: skip
+    return checks
+
+
 # ---- cold boot with the agent running against the plug limit -------------------------------
 
 
