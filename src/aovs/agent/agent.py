@@ -276,9 +276,17 @@ class Agent:
         )
         try:
             await self._start()
-        except BaseException:
+        except BaseException:  # the start failed or was cancelled: stop what it started
+            await self._abandon_start()
             await self._stop_telemetry()
             raise
+
+    async def _abandon_start(self) -> None:
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.transport.close()
 
     async def _start(self) -> None:
         started = time.monotonic()
@@ -326,6 +334,14 @@ class Agent:
                 self._interface_event(Interface.from_row(row), now)
         self._monitor.pending()  # the initial rows, already applied above
         plan = core.flush(now)
+        # neutron-server is asked about the ports found NOW, while the switch is connected and
+        # the first flows go in (the answers wait in the inbox for the loop): the broker's
+        # connect and the details RPC overlap with the install instead of following it
+        asked = bool(plan.fetch_details or plan.fetch_security_groups)
+        self._tasks.append(asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"))
+        self._start_fetches(plan)
+        plan = dataclasses.replace(plan, fetch_details=[], fetch_security_groups=[],
+                                   fetch_resources=[])  # fmt: skip
         busy = SwitchBusy()  # one ovs-vswitchd: its bridges' channels wait on the same commits
         for bridge in self.bridges:
             channel = OpenFlowChannel.for_mgmt_socket(
@@ -340,7 +356,7 @@ class Agent:
             )
             channel.subscribe(functools.partial(self._on_channel_event, bridge))
         await asyncio.gather(*(c.start() for c in self.channels.values()))  # of_connect_timeout
-        plan = await self._ask_before_takeover(plan)
+        plan = await self._ask_before_takeover(plan, asked)
         await self._initial_install(plan)
         self.telemetry.metrics.full_sync_done()
         self._snapshot = SnapshotWriter(state_path, core.snapshot, self.snapshot_delay)
@@ -352,8 +368,6 @@ class Agent:
         )  # fmt: skip
         self.heap.settle(force=True)
         self.ready.set()
-        if not self._tasks:  # RPC was not started before a takeover
-            self._tasks.append(asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"))
         self._tasks += [
             asyncio.create_task(self._pump_ovsdb(), name="aovs-ovsdb-events"),
             asyncio.create_task(self._loop(), name="aovs-agent-loop"),
@@ -454,54 +468,44 @@ class Agent:
                 tags[str(row["name"])] = tag
         return tags
 
-    async def _ask_before_takeover(self, plan: Plan) -> Plan:
+    async def _ask_before_takeover(self, plan: Plan, asked: bool) -> Plan:
         """Another agent's flows (neutron's) still forward the VMs: keep them until ours can
-        replace them whole. neutron-server is asked about the ports found first (details and
-        security groups, retried as usual), and only then does the first sync take each
-        bridge over in one bundle. Returns ``plan`` followed by what the answers changed."""
+        replace them whole. The answers to what neutron-server was ``asked`` about the ports
+        found (details and security groups, retried as usual) are awaited first, and only
+        then does the first sync take each bridge over in one bundle. Returns ``plan``
+        followed by what the answers changed."""
         core = self.core
         assert core is not None
         # each reconciler dumps its bridge (every cookie: take_over) on connect
         await asyncio.gather(*(r.wait_idle() for r in self.reconcilers.values()))
         foreign = sum(len(r.foreign) for r in self.reconcilers.values())
-        if not foreign or not (plan.fetch_details or plan.fetch_security_groups):
+        if not foreign or not asked:
             return plan
-        LOG.info("another agent's flows found: asking neutron-server before taking over",
-                 extra={"flows": foreign, "ports": len(plan.fetch_details)})  # fmt: skip
-        self._tasks.append(asyncio.create_task(self._start_rpc(), name="aovs-rpc-start"))
-        self._start_fetches(plan)
-        plan = dataclasses.replace(plan, fetch_details=[], fetch_security_groups=[])
+        LOG.info("another agent's flows found: awaiting neutron-server before taking over",
+                 extra={"flows": foreign, "ports": len(core.ports)})  # fmt: skip
 
         async def ask_again(devices: list[str]) -> None:
             await asyncio.sleep(1.0)
             await self._fetch_details(devices)
 
-        try:
-            while core.details_fetch.waiting or core.sg_fetch.waiting:
-                deadline = core.next_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                with contextlib.suppress(TimeoutError):
-                    arrived, item = await asyncio.wait_for(self._inbox.get(), timeout)
-                    if isinstance(item, _Details) and item.outcomes.failed:
-                        # not failed now (its dead VLAN would replace neutron's flows, which
-                        # forward it meanwhile, and a dead tag its Port row): asked again
-                        failed = item.outcomes.failed
-                        self._spawn(ask_again(list(failed)))
-                        answered = {d: o for d, o in item.outcomes.outcomes.items()
-                                    if d not in failed}  # fmt: skip
-                        item = _Details(tuple(answered), DevicesDetails(answered))
-                    self._apply(item, arrived)
-                later = core.flush(time.monotonic())
-                self._start_fetches(later)  # retries
-                plan = plan.then(dataclasses.replace(later, fetch_details=[],
-                                                     fetch_security_groups=[]))  # fmt: skip
-        except BaseException:  # the start failed or was cancelled: stop what it started
-            for task in [*self._tasks, *self._background]:
-                task.cancel()
-            await asyncio.gather(*self._tasks, *self._background, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self.transport.close()
-            raise
+        while core.details_fetch.waiting or core.sg_fetch.waiting:
+            deadline = core.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                arrived, item = await asyncio.wait_for(self._inbox.get(), timeout)
+                if isinstance(item, _Details) and item.outcomes.failed:
+                    # not failed now (its dead VLAN would replace neutron's flows, which
+                    # forward it meanwhile, and a dead tag its Port row): asked again
+                    failed = item.outcomes.failed
+                    self._spawn(ask_again(list(failed)))
+                    answered = {d: o for d, o in item.outcomes.outcomes.items()
+                                if d not in failed}  # fmt: skip
+                    item = _Details(tuple(answered), DevicesDetails(answered))
+                self._apply(item, arrived)
+            later = core.flush(time.monotonic())
+            self._start_fetches(later)  # retries
+            plan = plan.then(dataclasses.replace(later, fetch_details=[],
+                                                 fetch_security_groups=[]))  # fmt: skip
         return plan
 
     async def _initial_install(self, plan: Plan) -> None:
