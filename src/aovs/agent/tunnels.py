@@ -165,6 +165,9 @@ class TunnelState:
         self.ofports: dict[str, int | None] = {}  # tunnel Interface rows in OVSDB
         self.hosted: dict[str, tuple[NetworkSegment, int]] = {}
         self.synced: set[str] = set()  # tunnel types tunnel_sync answered for in this run
+        # endpoints announced by tunnel_update in this run (and not deleted since): a tunnel_sync
+        # reply the server built before such an announcement must not drop them
+        self._announced: dict[str, set[str]] = {kind: set() for kind in settings.tunnel_types}
         self._owned: set[str] = set()  # port names this run may delete when unwanted
         self._requested: dict[str, TunnelPort] = {}  # adds sent, not yet seen in OVSDB
         self._deleting: set[str] = set()  # deletes sent, row still seen
@@ -414,7 +417,11 @@ class TunnelState:
         self.synced.add(kind)
         if self.settings.l2_population:
             return  # l2population announces endpoints per network (the FDB)
+        # the reply replaces what the snapshot restored (an endpoint gone while the agent was
+        # down is dropped), never what was announced meanwhile: the server may have built the
+        # reply before that announcement, and the agent handled the announcement first
         ips = {e.ip_address for e in event.endpoints} - {self.settings.local_ip}
+        ips |= self._announced[kind]
         if ips != self.endpoints[kind]:
             self.endpoints[kind] = ips
             self._state_changed = True
@@ -432,6 +439,7 @@ class TunnelState:
         if not self._accepts(kind, ip, "tunnel_update") or self.settings.l2_population:
             return
         assert kind is not None
+        self._announced[kind].add(ip)
         if ip not in self.endpoints[kind]:
             self.endpoints[kind].add(ip)
             self._state_changed = True
@@ -442,6 +450,7 @@ class TunnelState:
         if not self._accepts(kind, ip, "tunnel_delete"):
             return
         assert kind is not None
+        self._announced[kind].discard(ip)
         if ip in self.endpoints[kind]:
             self.endpoints[kind].discard(ip)
             self._state_changed = True

@@ -126,6 +126,19 @@ def test_a_restart_never_deletes_ports_before_the_server_spoke() -> None:
     assert state.flush().ports.delete == (name("192.0.2.9"),)
 
 
+def test_a_sync_reply_older_than_an_announcement_keeps_the_announced_endpoint() -> None:
+    # 20 hosts starting at once: hv02 announced (tunnel_update) after the server built hv04's
+    # tunnel_sync reply, which hv04 handled second; the reply must not drop hv02
+    state = TunnelState(settings())
+    state.notified(events.TunnelUpdate("192.0.2.12", "vxlan"))
+    state.notified(TunnelSynced("vxlan", (TunnelEndpoint(ip_address="192.0.2.11"),)))
+    assert state.endpoints["vxlan"] == {"192.0.2.11", "192.0.2.12"}
+    # deleted since: the next reply that lacks it does not bring it back
+    state.notified(events.TunnelDelete("192.0.2.12", "vxlan"))
+    state.notified(TunnelSynced("vxlan", (TunnelEndpoint(ip_address="192.0.2.11"),)))
+    assert state.endpoints["vxlan"] == {"192.0.2.11"}
+
+
 def test_restored_endpoints_keep_their_ports_and_flows() -> None:
     before = TunnelState(settings())
     before.notified(events.TunnelUpdate("192.0.2.2", "vxlan"))
