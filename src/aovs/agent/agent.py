@@ -724,6 +724,11 @@ class Agent:
             self._plans_in_flight += 1
             self._plans.append(plan)
             self._plans_ready.set()
+            if core.has_dirty_ports:
+                # the inbox's get() does not yield when the next slice's marker is waiting: let
+                # the committer send this slice now, so ovs-vswitchd works on it while the next
+                # is built (what piles up meanwhile still goes as one bundle)
+                await asyncio.sleep(0)
 
     def _apply(self, item: AgentInput, now: float) -> None:
         core = self.core
