@@ -6,8 +6,9 @@ One hypervisor (host-a, ``[agent] extensions = qos``), one VLAN network on physn
 port. Checked in OVS itself: the tap's ``ingress_policing_rate`` / ``_burst`` with ovs-vsctl
 (egress bandwidth limit), neutron's DSCP flows in br-int's table 0 and ``ofproto/trace`` of a
 packet the VM sends (its IP TOS rewritten on its way out of br-phys' uplink), through: policy on
-the port at creation, rules changed, an ingress rule aovs does not apply yet (reported), the
-policy detached, the network's policy applying instead, and the port deleted.
+the port at creation, rules changed, an ingress limit added (a meter) and removed, the
+policy detached, the network's policy applying instead, and the port deleted. Then ingress
+bandwidth and packet rate limits: br-int's meters (``dump-meters``) and the flows naming them.
 """
 
 from __future__ import annotations
@@ -146,18 +147,17 @@ async def test_qos_policy_attach_change_detach_network_policy_and_delete(
         print(f"rules changed -> applied: {time.monotonic() - started:.2f} s")
         assert any(isinstance(i, QosPolicyPush) for i in received), "no QosPolicy push"
 
-        # 3. a rule aovs does not apply yet is reported, the others stay
+        # 3. an ingress limit joins: a meter (tests below), the other rules stay
         ingress = await rest(server, "POST", f"{rules}/{bw_rule}s", bw_rule, max_kbps=500,
                              direction="ingress")  # fmt: skip
         core = host.agent.core
         assert core is not None
-        await poll(lambda: core.extension_problems.get(port["id"], ()),
-                   lambda problems: any(ingress["id"] in p for p in problems),
-                   within=WITHIN, what="the ingress rule reported")  # fmt: skip
+        meter_id = ofport * 4 + 2  # ingress kbps
+        await until("the ingress meter", lambda: meters(host), {meter_id: ("kbps", 500, 400)})
         assert policing(host, tap) == (2000, 1600)
+        assert not core.extension_problems.get(port["id"])
         await in_thread(server.delete, f"{rules}/{bw_rule}s/{ingress['id']}")
-        await poll(lambda: core.extension_problems.get(port["id"], ()), lambda p: not p,
-                   within=WITHIN, what="no problem once the rule is gone")  # fmt: skip
+        await until("no meter once the rule is gone", lambda: meters(host), {})
 
         # 4. detached from the port: no limit, no marking
         await in_thread(server.update_port, port["id"], qos_policy_id=None)
@@ -179,6 +179,92 @@ async def test_qos_policy_attach_change_detach_network_policy_and_delete(
         assert not any("reg2=0" in flow for flow in host.flows()), host.flows()
         await poll(lambda: port["id"] in core.ports, lambda there: not there, within=WITHIN,
                    what="the port gone from the agent (after its unplug grace)")  # fmt: skip
+        assert core.extension_problems == {}
+    finally:
+        ports = (await in_thread(server.get, f"/v2.0/ports?network_id={network['id']}"))["ports"]
+        for each in ports:
+            await in_thread(server.delete_port, each["id"])
+        await in_thread(server.delete_network, network["id"])
+        if policy_id:
+            await in_thread(server.delete, f"/v2.0/qos/policies/{policy_id}")
+    errors = server.error_lines(since=mark)
+    assert not errors, "neutron-server logged errors:\n" + "\n".join(errors)
+
+
+METER_LINE = re.compile(r"meter=(\d+) (\w+)(?: burst)?(?: stats)? bands=\s*type=drop rate=(\d+)"
+                        r"(?: burst_size=(\d+))?")  # fmt: skip
+
+
+def meters(host: Hypervisor) -> dict[int, tuple[str, int, int]]:
+    """``ovs-ofctl -O OpenFlow13 dump-meters br-int``: id -> (unit, rate, burst)."""
+    out = host.sandbox.ofctl("-O", "OpenFlow13", "dump-meters", "br-int")
+    return {int(m[1]): (m[2], int(m[3]), int(m[4] or 0)) for m in METER_LINE.finditer(out)}
+
+
+async def test_ingress_bandwidth_and_packet_rate_limits_are_meters(
+    neutron_server: NeutronServer, hypervisors: HypervisorFactory
+) -> None:
+    """bandwidth_limit ingress and packet_rate_limit egress made through the REST API: br-int
+    meters (``dump-meters``) and neutron's table 58/59 flows naming them, on the port's path
+    (``ofproto/trace``); the rule changed (the meter modified), the policy detached (gone),
+    attached again, and the port deleted (gone)."""
+    server = neutron_server
+    mark = server.log_mark()
+    network = await in_thread(server.create_network, **VLAN_NET)
+    policy_id = ""
+    try:
+        subnet = await in_thread(server.create_subnet, network["id"], "10.41.0.0/24")
+        policy = await rest(server, "POST", "/v2.0/qos/policies", "policy", name="metered")
+        policy_id = policy["id"]
+        rules = f"/v2.0/qos/policies/{policy_id}"
+        bw_rule, pps_rule = "bandwidth_limit_rule", "packet_rate_limit_rule"
+        ingress = await rest(server, "POST", f"{rules}/{bw_rule}s", bw_rule, max_kbps=3000,
+                             max_burst_kbps=2000, direction="ingress")  # fmt: skip
+        await rest(server, "POST", f"{rules}/{pps_rule}s", pps_rule, max_kpps=2,
+                   max_burst_kpps=1, direction="egress")  # fmt: skip
+
+        host = await hypervisors("host-b", extensions=["qos"])
+        await wait_agents_alive(server, ["host-b"])
+        port = await in_thread(server.create_port, network["id"], "host-b",
+                               qos_policy_id=policy_id,
+                               fixed_ips=[{"subnet_id": subnet["id"]}])  # fmt: skip
+        host.plug(port)
+        await wait_status(server, port["id"], "ACTIVE")
+        ofport = host.ofport(port["id"])
+        kbps_id, pps_id = ofport * 4 + 2, ofport * 4  # ingress kbps, egress pps
+        await until("the port's meters", lambda: meters(host),
+                    {kbps_id: ("kbps", 3000, 2000), pps_id: ("pktps", 2000, 1000)})  # fmt: skip
+        flows = "\n".join(host.flows())
+        assert f"table=58, priority=100,in_port={ofport} actions=meter:{pps_id},goto_table:59" \
+            in flows, flows  # fmt: skip
+        assert re.search(rf"table=59, priority=100,dl_vlan=\d+,dl_dst={port['mac_address']} "
+                         rf"actions=meter:{kbps_id},goto_table:60", flows), flows  # fmt: skip
+        core = host.agent.core
+        assert core is not None and not core.extension_problems.get(port["id"])
+        ip = port["fixed_ips"][0]["ip_address"]
+        packet = (f"in_port={ofport},dl_src={port['mac_address']},dl_dst={OUTSIDE_MAC},udp,"
+                  f"nw_src={ip},nw_dst=203.0.113.9,nw_ttl=64,udp_dst=53")  # fmt: skip
+        trace = host.sandbox.appctl("ofproto/trace", "br-int", packet, "--ct-next", "trk,new")
+        assert f"meter:{pps_id}" in trace and "meter(" in trace, trace
+
+        # the rule changed: the meter modified in place
+        await rest(server, "PUT", f"{rules}/{bw_rule}s/{ingress['id']}", bw_rule, max_kbps=5000,
+                   max_burst_kbps=0)  # fmt: skip
+        await until("ingress meter, burst 80 %", lambda: meters(host).get(kbps_id),
+                    ("kbps", 5000, 4000))  # fmt: skip
+
+        # detached: no meter, no metered flow
+        await in_thread(server.update_port, port["id"], qos_policy_id=None)
+        await until("no meters", lambda: meters(host), {})
+        assert not [f for f in host.flows() if "meter:" in f]
+
+        # attached again, then the port deleted: its meters go with it
+        await in_thread(server.update_port, port["id"], qos_policy_id=policy_id)
+        await until("meters back", lambda: len(meters(host)), 2)
+        host.unplug(port["id"])
+        await in_thread(server.delete_port, port["id"])
+        await until("no meters after the port's deletion", lambda: meters(host), {})
+        assert not [f for f in host.flows() if "meter:" in f]
         assert core.extension_problems == {}
     finally:
         ports = (await in_thread(server.get, f"/v2.0/ports?network_id={network['id']}"))["ports"]

@@ -27,7 +27,7 @@ import itertools
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, assert_never
 
@@ -53,6 +53,7 @@ from aovs.config_reload import reload_plan
 from aovs.dataplane.compose import Topology
 from aovs.extensions.base import AgentExtension, ExtensionError, load_extensions
 from aovs.extensions.interface_writes import write_interface_columns
+from aovs.extensions.queue_writes import QueueWriter
 from aovs.extensions.trunk import TrunkExtension
 from aovs.extensions.trunk_wiring import TrunkWiring
 from aovs.firewall.base import FirewallDriver, load_driver
@@ -62,7 +63,9 @@ from aovs.observability import System
 from aovs.openflow import codec
 from aovs.openflow.channel import Connected, Disconnected, OpenFlowChannel
 from aovs.openflow.errors import BundleError, OpenFlowError
+from aovs.openflow.flows import Meter
 from aovs.openflow.messages import DATAPATH
+from aovs.openflow.meters import MeterReconciler
 from aovs.openflow.reconcile import FlowReconciler, stable_cookie
 from aovs.openflow.switch_busy import SwitchBusy
 from aovs.ovsdb import (
@@ -159,6 +162,13 @@ class _SecurityGroups:
     info: Any  # SecurityGroupInfo, or an error text
 
 
+@dataclass(frozen=True, slots=True)
+class _MetersRefused:
+    """br-int's meter reconciler's ``rejected``: every meter it refused, with the error."""
+
+    rejected: Mapping[Meter, str]
+
+
 # Everything the inbox carries, matched exhaustively by Agent._apply (assert_never): OVSDB row
 # events, the answers of the agent's own fetches, neutron-server's notifications (tunnel and
 # l2pop ones included), tunnel_sync's answer, pushed address groups, and None ("flush again").
@@ -173,6 +183,7 @@ AgentInput = (
     | TrunkPush
     | SubPortPush
     | _Pulled
+    | _MetersRefused
     | None
 )
 
@@ -205,6 +216,7 @@ class Agent:
         self.telemetry = AgentTelemetry(config, self.bridges)
         self.ovsdb = OVSDBClient(config.ovs.ovsdb_connection, **config.ovs.ovsdb_client_options)
         self.port_metadata = PortMetadataWriter(self.ovsdb, config.ovs.port_metadata_delay)
+        self.queue_writer = QueueWriter(self.ovsdb)  # the qos extension's minimum bandwidth
         self.transport: RpcTransport = self._new_transport()
         self.api = NeutronServerApi(
             self.transport,
@@ -217,6 +229,8 @@ class Agent:
         )
         self.channels: dict[str, OpenFlowChannel] = {}
         self.reconcilers: dict[str, FlowReconciler] = {}
+        self.meters: MeterReconciler | None = None  # br-int's, with an extension using meters
+        self._meters_told: dict[Meter, str] = {}
         self.core: AgentCore | None = None
         self.ready = asyncio.Event()  # the first desired state is installed
         self._inbox: asyncio.Queue[tuple[float, AgentInput]] = asyncio.Queue()  # (arrival, item)
@@ -323,6 +337,7 @@ class Agent:
             core.port_row(name, tags.get(name), row["other_config"])
         core.recover_vlans()
         core.restore(snapshot.ports.values(), snapshot.local_vlans, snapshot.security_groups)
+        core.restore_resources(snapshot.qos_policies, now)
         if core.tunnels is not None:
             try:
                 core.tunnels.restore(snapshot.tunnels)
@@ -350,10 +365,13 @@ class Agent:
                 **self.config.ovs.openflow_channel_options,
             )
             self.channels[bridge] = channel
+            if bridge == self.config.ovs.integration_bridge and self._uses_meters():
+                self.meters = MeterReconciler(channel)  # br-int's (QoS rate limits)
             # take_over: the first sync also replaces a previous agent's flows (neutron's)
             self.reconcilers[bridge] = FlowReconciler(
-                channel, stable_cookie(bridge), take_over=True
-            )
+                channel, stable_cookie(bridge), take_over=True,
+                companion=self.meters if bridge == self.config.ovs.integration_bridge else None,
+            )  # fmt: skip
             channel.subscribe(functools.partial(self._on_channel_event, bridge))
         await asyncio.gather(*(c.start() for c in self.channels.values()))  # of_connect_timeout
         plan = await self._ask_before_takeover(plan, asked)
@@ -387,6 +405,7 @@ class Agent:
         for task in [*self._tasks, *self._background]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.queue_writer.stop()
         if self._snapshot is not None:
             await self._snapshot.flush()
         await self.reporter.stop()
@@ -516,7 +535,10 @@ class Agent:
         empty = all(not r.installed and not r.foreign for r in self.reconcilers.values())
         if empty:
             await self.ovsdb.transact(flow_restore_wait(True))
+        if self.meters is not None:  # sent before the bundle whose flows name them
+            self.meters.want(self.core.desired_meters())
         sent = await asyncio.gather(*(self._timed_sync(b, r) for b, r in self.reconcilers.items()))
+        self._meters_refused()
         self.stats.initial_flowmods = sum(sent)
         self.port_metadata.changed(plan.port_configs)
         if empty:
@@ -657,6 +679,7 @@ class Agent:
         await reconciler.wait_idle()
         self.stats.last_replay_s = time.monotonic() - since
         sent = reconciler.flowmods_sent - sent_before
+        self._meters_refused()
         if sent:  # its seconds include the dump before the bundle
             self.telemetry.metrics.bundle_committed(bridge, sent, self.stats.last_replay_s)
         await asyncio.gather(*(r.wait_idle() for r in self.reconcilers.values()))
@@ -769,6 +792,8 @@ class Agent:
             core.resources_received(item, now)  # the one cache; then the trunk shell acts
             if self.trunks is not None:
                 self.trunks.pushed(item)
+        elif isinstance(item, _MetersRefused):
+            core.meters_rejected(item.rejected)
         elif isinstance(item, _Pulled):
             if item.error is not None:
                 for resource_type, keys in itertools.groupby(
@@ -884,13 +909,38 @@ class Agent:
             self._apply_flows(bridge, delta.remove, delta.add)
             for bridge, delta in plan.flows.items()
         ]
+        if plan.meters is not None and self.meters is not None:
+            self.meters.want(plan.meters)  # sent around br-int's bundle (an empty one if none)
+            br_int = self.config.ovs.integration_bridge
+            if br_int not in plan.flows:
+                work.append(self._apply_meters(br_int))
         if work:
             await asyncio.gather(*work)
+        self._meters_refused()
         committed = time.monotonic()
         self.port_metadata.changed(plan.port_configs)  # never before the bundle: see its module
         self._log_transitions(plan.transitions, committed)
         self._progress(committed)
         self._after_commit(plan)
+
+    async def _apply_meters(self, bridge: str) -> None:
+        """A change of meters alone (a rule's rate): through the bridge's reconciler, whose lock
+        orders it with the bundles (its companion sends the meter mods), with no bundle."""
+        try:
+            await self.reconcilers[bridge].apply()
+        except OpenFlowError as exc:  # the desired meters are sent again on reconnect
+            LOG.warning("meters not applied; they follow on reconnect",
+                        extra={"bridge": bridge, "error": exc})  # fmt: skip
+
+    def _uses_meters(self) -> bool:
+        """An extension that rate-limits with OpenFlow meters is loaded (``qos``)."""
+        return any(getattr(extension, "uses_meters", False) for extension in self.extensions)
+
+    def _meters_refused(self) -> None:
+        """What br-int refused to meter, to the core (as a problem of the ports wanting it)."""
+        if self.meters is not None and self.meters.rejected != self._meters_told:
+            self._meters_told = dict(self.meters.rejected)
+            self._post(_MetersRefused(self._meters_told))
 
     def _start_fetches(self, plan: Plan) -> None:
         """Questions to neutron-server: asked at once, answers come back through the inbox."""
@@ -907,6 +957,9 @@ class Agent:
             self.reporter.report(device, up)
         if plan.interface_columns:  # agent extensions' columns (QoS), after the bundle
             self._spawn(write_interface_columns(self.ovsdb, plan.interface_columns))
+        if plan.queues is not None:  # minimum-bandwidth queues (QoS), after the bundle
+            bridges = [pair.bridge for pair in patch_pairs(self.config)]
+            self.queue_writer.want(plan.queues.wanted, plan.queues.keep, bridges)
         if plan.state_changed and self._snapshot is not None:
             self._snapshot.changed()
         if plan.tunnel_ports and self.core is not None and self.core.tunnels is not None:

@@ -27,6 +27,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aovs.agent.ledger import FlowDelta, FlowLedger
 from aovs.agent.schedule import RetrySchedule
@@ -46,6 +47,7 @@ from aovs.extensions.base import (
     NOTHING,
     AgentExtension,
     ExtensionPort,
+    MinBandwidthQueue,
     PortContribution,
     ResourceKey,
     combine,
@@ -58,13 +60,17 @@ from aovs.firewall.base import (
     SecurityGroupState,
 )
 from aovs.model import NetworkSegment, PortDetails, SecurityGroup
-from aovs.openflow.flows import Flow
+from aovs.openflow.flows import Flow, Meter
 from aovs.owners import FIREWALL_BASE_OWNER, OwnerKey, network_owner, port_of, port_owner
 from aovs.pipelines import br_int
 from aovs.rpc.resources import (
     ADDRESS_GROUP,
+    QOS_POLICY,
     AddressGroupPush,
     AddressGroupValue,
+    QosPolicyPush,
+    QosPolicyValue,
+    QosRuleValue,
     ResourceCache,
     ResourcePush,
     push_values,
@@ -99,6 +105,16 @@ class Transition:
     flows_changed: bool = False  # its flows are in this plan's bundle (latency is measured)
 
 
+@dataclass(frozen=True, slots=True)
+class Queues:
+    """Every wired port's minimum-bandwidth queue (by iface id), and the ports whose Queue
+    rows stay as OVSDB has them (waiting for their details or policy: an agent restart
+    removes nothing it will want back)."""
+
+    wanted: Mapping[str, MinBandwidthQueue]
+    keep: frozenset[str]
+
+
 @dataclass
 class Plan:
     """Everything one flush asks the shell to do, in this order: flows and Port rows
@@ -116,6 +132,10 @@ class Plan:
     # the versioned objects to pull ("<type>/<id>", see resource_key)
     interface_columns: dict[str, dict[str, int]] = field(default_factory=dict)
     fetch_resources: list[str] = field(default_factory=list)
+    queues: Queues | None = None  # the whole set, when it changed (after the bundle)
+    # br-int's meters, the whole set, when it changed (sent around the bundle: see
+    # aovs.openflow.meters)
+    meters: frozenset[Meter] | None = None
 
     @property
     def flow_changes(self) -> int:
@@ -150,6 +170,8 @@ class Plan:
             ),
             interface_columns={k: v for plan in plans for k, v in plan.interface_columns.items()},
             fetch_resources=[r for plan in plans for r in plan.fetch_resources],
+            queues=next((p.queues for p in reversed(plans) if p.queues is not None), None),
+            meters=next((p.meters for p in reversed(plans) if p.meters is not None), None),
         )
 
 
@@ -202,6 +224,11 @@ class AgentCore:
         self._dirty_contributions: set[str] = set()  # ports reading a changed object
         self._neutral_columns = neutral_columns(self.extensions)
         self._interface_sent: dict[str, tuple[str, dict[str, int]]] = {}  # name -> (row, cols)
+        self._queues: dict[str, MinBandwidthQueue] = {}  # iface id -> its minimum-bandwidth queue
+        self._queue_keep: set[str] = set()  # iface ids whose queue is not known yet
+        self._queues_sent: Queues | None = None
+        self.rejected_meters: dict[Meter, str] = {}  # br-int refused them (the shell says)
+        self._meters_changed = False
         self.port_rows: dict[str, tuple[int | None, dict[str, str]]] = {}  # Port name -> row
         self.ledgers: dict[str, FlowLedger] = {}
         self.details_fetch = RetrySchedule(retry_first_delay, retry_cap)
@@ -472,6 +499,8 @@ class AgentCore:
             self._missing.difference_update(keys)
         for key in dirty:
             self._dirty_contributions.update(self._needed_by.get(key, ()))
+            if key[0] == QOS_POLICY and key in self._needed_by:
+                self._state_changed = True  # the snapshot keeps the policies ports use
 
     def resources_unavailable(self, keys: Iterable[str], now: float) -> None:
         """A pull failed: asked again with back-off."""
@@ -589,6 +618,11 @@ class AgentCore:
             delta = ledger.take_delta()
             if delta:
                 plan.flows[bridge] = delta
+        if self.extensions:
+            self._plan_queues(plan)
+            if self._meters_changed:
+                self._meters_changed = False
+                plan.meters = self.desired_meters()
         if self._wanted_resources:
             wanted = [resource_key(k) for k in self._wanted_resources if k not in self.resources]
             self.resource_fetch.want([k for k in wanted if k not in self.resource_fetch], now)
@@ -637,7 +671,29 @@ class AgentCore:
         """What a host reboot needs to rebuild this dataplane (see :mod:`aovs.agent.snapshot`)."""
         ports = {i: self.details[i].details for i in self.ports if i in self.details}
         tunnels = self.tunnels.snapshot() if self.tunnels is not None else {}
-        return LocalSnapshot(ports, self.vlans.assignments(), self.sgs, tunnels)
+        qos = {
+            key[1]: dataclasses.asdict(value)
+            for key in self._needed_by
+            if key[0] == QOS_POLICY
+            and isinstance(value := self.resources.get(*key), QosPolicyValue)
+        }
+        return LocalSnapshot(ports, self.vlans.assignments(), self.sgs, tunnels, qos)
+
+    def restore_resources(self, qos_policies: Mapping[str, Any], now: float) -> None:
+        """The snapshot's QoS policies: applied at once (an agent restart keeps its QoS flows
+        and meters), pulled again all the same (a change while the agent was down)."""
+        try:
+            policies = tuple(
+                QosPolicyValue(str(data["id"]), tuple(QosRuleValue(**rule) for rule in
+                               data["rules"]), data.get("revision"))
+                for data in qos_policies.values()
+            )  # fmt: skip
+        except (KeyError, TypeError) as exc:
+            LOG.warning("snapshot's QoS policies ignored", extra={"error": str(exc)})
+            return
+        if policies:
+            self.resources.apply(QosPolicyPush("updated", policies))
+            self.resource_fetch.want([resource_key((QOS_POLICY, p.id)) for p in policies], now)
 
     def counts(self) -> dict[str, int]:
         counts = {phase.value: 0 for phase in PortPhase}
@@ -906,15 +962,70 @@ class AgentCore:
             self._needed_by.setdefault(key, set()).add(iface_id)
             if key not in self.resources and key not in self._missing:
                 self._wanted_resources.add(key)
-        if contribution.problems != self.extension_problems.get(iface_id, ()):
-            if contribution.problems:
-                self.extension_problems[iface_id] = contribution.problems
+        self._track_queue(iface_id, port, contribution)
+        if contribution.meters != old.meters:
+            self._meters_changed = True
+        problems = contribution.problems + self._meter_problems(contribution)
+        if problems != self.extension_problems.get(iface_id, ()):
+            if problems:
+                self.extension_problems[iface_id] = problems
                 LOG.warning(
                     "agent extension could not apply everything to the port",
-                    extra={"iface_id": iface_id, "problems": "; ".join(contribution.problems)},
+                    extra={"iface_id": iface_id, "problems": "; ".join(problems)},
                 )
             else:
                 self.extension_problems.pop(iface_id, None)
+
+    def _meter_problems(self, contribution: PortContribution) -> tuple[str, ...]:
+        """The port's meters the switch refused: its rule is not applied (its flows are held
+        back by the meter reconciler)."""
+        return tuple(
+            f"meter {meter.id} ({meter.rate} {meter.unit}) refused by the switch: {reason}"
+            for meter in sorted(contribution.meters, key=lambda m: m.id)
+            if (reason := self.rejected_meters.get(meter)) is not None
+        )
+
+    def meters_rejected(self, rejected: Mapping[Meter, str]) -> None:
+        """The meters br-int refused, with why (all of them, as the meter reconciler holds
+        them now): the ports that want one have a problem, until it is accepted."""
+        changed = set(rejected.items()) ^ set(self.rejected_meters.items())
+        self.rejected_meters = dict(rejected)
+        touched = {meter for meter, _ in changed}
+        for iface_id, contribution in self._contributions.items():
+            if contribution.meters & touched:
+                self._dirty_contributions.add(iface_id)
+
+    def desired_meters(self) -> frozenset[Meter]:
+        """br-int's meters: every wired port's extensions'."""
+        return frozenset().union(*(c.meters for c in self._contributions.values()))
+
+    def _track_queue(
+        self, iface_id: str, port: PortState | None, contribution: PortContribution
+    ) -> None:
+        """The port's queue. While it cannot be known (details or policy awaited) the last one
+        stays planned; before the first plan (an agent restart), what OVSDB has stays (keep).
+        Ports plugged later never wait in keep: a cold boot plans nothing for ports without
+        a queue."""
+        unknown = port is not None and (
+            port.phase is PortPhase.PENDING
+            or any(k not in self.resources and k not in self._missing for k in contribution.needs)
+        )
+        if not unknown:
+            self._queue_keep.discard(iface_id)
+            if contribution.queue is not None:
+                self._queues[iface_id] = contribution.queue
+            else:
+                self._queues.pop(iface_id, None)
+        elif self._queues_sent is None:
+            self._queue_keep.add(iface_id)
+
+    def _plan_queues(self, plan: Plan) -> None:
+        """Every queue, when the set changed since it was last planned (the first flush
+        always: OVSDB may hold a previous agent's rows)."""
+        queues = Queues(dict(self._queues), frozenset(self._queue_keep))
+        if queues != self._queues_sent:
+            plan.queues = queues
+            self._queues_sent = queues
 
     def _refresh_contributions(self, flushed: set[str], plan: Plan) -> None:
         """A pushed or pulled object changed: only its readers' contributions are recomputed,

@@ -41,6 +41,9 @@ class LocalSnapshot:
     # endpoints and l2population FDB (JSON shaped by aovs.agent.tunnels); optional, so version
     # 1 files without it still load
     tunnels: Mapping[str, Any] = field(default_factory=dict)
+    # the QoS policies the ports use (JSON shaped by aovs.agent.core), so a restart applies
+    # them before the server answers the pull; optional, as tunnels
+    qos_policies: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
         data = {
@@ -55,6 +58,7 @@ class LocalSnapshot:
                 for sg, by_kind in sorted(self.security_groups.members.items())
             },
             "tunnels": dict(self.tunnels),
+            "qos_policies": dict(sorted(self.qos_policies.items())),
         }
         return json.dumps(data, separators=(",", ":"))
 
@@ -80,9 +84,11 @@ class LocalSnapshot:
         except (KeyError, TypeError, AttributeError, ValueError, ValidationError) as exc:
             raise ValueError(f"malformed snapshot: {str(exc).splitlines()[0]}") from None
         tunnels = data.get("tunnels", {})
-        if not isinstance(tunnels, dict):
-            raise ValueError("malformed snapshot: tunnels is not an object")
-        return cls(ports, vlans, SecurityGroupState(groups=groups, members=members), tunnels)
+        qos_policies = data.get("qos_policies", {})
+        if not isinstance(tunnels, dict) or not isinstance(qos_policies, dict):
+            raise ValueError("malformed snapshot: tunnels or qos_policies is not an object")
+        groups_state = SecurityGroupState(groups=groups, members=members)
+        return cls(ports, vlans, groups_state, tunnels, qos_policies)
 
 
 def load_snapshot(directory: Path) -> LocalSnapshot:

@@ -46,8 +46,10 @@ class SnapshotWriter:
         self.delay = delay
         self.writes = 0
         self._task: asyncio.Task[None] | None = None
+        self._dirty = False  # changed since the last build: a change during a write is not lost
 
     def changed(self) -> None:
+        self._dirty = True
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._write_later(), name="aovs-snapshot")
 
@@ -60,11 +62,13 @@ class SnapshotWriter:
             await self._write()
 
     async def _write_later(self) -> None:
-        await asyncio.sleep(self.delay)
-        await self._write()
+        while self._dirty:
+            await asyncio.sleep(self.delay)
+            await self._write()
 
     async def _write(self) -> None:
         started = time.monotonic()
+        self._dirty = False
         text = self.build().to_json()
         try:
             await asyncio.to_thread(write_atomically, self.path, text)

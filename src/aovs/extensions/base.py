@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Protocol, runtime_checkable
 
 from aovs.model import PortDetails
-from aovs.openflow.flows import Flow
+from aovs.openflow.flows import Flow, Meter
 from aovs.plugins import plugin_names, start_plugin
 from aovs.rpc.resources import ResourceCache
 
@@ -51,6 +51,17 @@ class ExtensionPort:
 
 
 @dataclass(frozen=True, slots=True)
+class MinBandwidthQueue:
+    """A port's egress queue on the physical bridges' NICs (neutron's minimum_bandwidth): one
+    Queue row per port, all of them in the one linux-htb QoS row of those NICs; written by the
+    agent (aovs.extensions.queue_writes), in one OVSDB transaction after the bundle."""
+
+    port_id: str
+    queue_num: int  # the port's ofport, as neutron numbers it (its br-int flow sets it)
+    min_kbps: int
+
+
+@dataclass(frozen=True, slots=True)
 class PortContribution:
     """What one port needs from one extension (or from all of them, :func:`combine`)."""
 
@@ -60,9 +71,16 @@ class PortContribution:
     interface: Mapping[str, int] = field(default_factory=dict)  # Interface columns to set
     needs: frozenset[ResourceKey] = frozenset()  # objects read: pulled when missing
     problems: tuple[str, ...] = ()  # what could not be applied, one line each
+    queue: MinBandwidthQueue | None = None  # its minimum-bandwidth egress queue
+    # br-int meters its flows name (ApplyMeter): sent before the bundle that adds those flows,
+    # deleted after the one that removes them (aovs.openflow.meters); ids unique per bridge
+    meters: frozenset[Meter] = frozenset()
 
     def __bool__(self) -> bool:
-        return bool(self.flows or self.interface or self.needs or self.problems)
+        return bool(
+            self.flows or self.interface or self.needs or self.problems or self.queue is not None
+            or self.meters
+        )  # fmt: skip
 
 
 NOTHING = PortContribution()
@@ -79,6 +97,10 @@ class AgentExtension(Protocol):
     # contribution gets back)
     interface_columns: ClassVar[InterfaceColumns]
 
+    # Optional, not part of the protocol: ``uses_meters: ClassVar[bool] = True`` makes the
+    # agent reconcile br-int's meters (every meter there is then the agent's: the ones no
+    # contribution names are deleted), as the contributions' ``meters`` say.
+
     def port_contribution(self, port: ExtensionPort, resources: ResourceCache) -> PortContribution:
         """What ``port`` needs now, given what the cache holds."""
         ...
@@ -94,11 +116,14 @@ def combine(contributions: Iterable[PortContribution]) -> PortContribution:
     interface: dict[str, int] = {}
     for part in parts:
         interface.update(part.interface)
+    queues = [p.queue for p in parts if p.queue is not None]
     return PortContribution(
         flows=frozenset().union(*(p.flows for p in parts)),
         interface=interface,
         needs=frozenset().union(*(p.needs for p in parts)),
         problems=tuple(problem for p in parts for problem in p.problems),
+        queue=queues[-1] if queues else None,  # one queue per port: the last extension's
+        meters=frozenset().union(*(p.meters for p in parts)),
     )
 
 

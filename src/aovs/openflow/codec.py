@@ -28,6 +28,7 @@ from aovs.openflow.flows import (
     FIELD_BITS,
     MAC_FIELDS,
     Action,
+    ApplyMeter,
     Conjunction,
     CTClear,
     Flow,
@@ -45,6 +46,7 @@ from aovs.openflow.flows import (
     RegMove,
     Resubmit,
     SetField,
+    SetQueue,
 )
 from aovs.openflow.messages import DATAPATH, serialize
 
@@ -115,6 +117,8 @@ def osken_action(action: Action) -> Any:
         return ofpp.OFPActionPushVlan(action.ethertype)
     if isinstance(action, PopVlan):
         return ofpp.OFPActionPopVlan()
+    if isinstance(action, SetQueue):
+        return ofpp.OFPActionSetQueue(action.queue_id)
     if isinstance(action, Learn):
         return ofpp.NXActionLearn(
             table_id=action.table,
@@ -141,8 +145,12 @@ def _learn_spec(spec: LearnSpec) -> Any:
 
 
 def instructions(actions: Sequence[Action]) -> list[Any]:
-    """Flow actions -> os-ken instructions: apply-actions (if any), then goto-table (if any)."""
+    """Flow actions -> os-ken instructions: meter (if any), apply-actions (if any), then
+    goto-table (if any), in the order ovs-vswitchd reports them."""
     result: list[Any] = []
+    if actions and isinstance(actions[0], ApplyMeter):
+        result.append(ofpp.OFPInstructionMeter(actions[0].meter_id, ofp.OFPIT_METER))
+        actions = actions[1:]
     goto = actions[-1] if actions and isinstance(actions[-1], GotoTable) else None
     applied = actions[:-1] if goto is not None else actions
     if applied:
@@ -251,6 +259,8 @@ def decode_action(act: Any) -> Action:
         return PushVlan(act.ethertype)
     if isinstance(act, ofpp.OFPActionPopVlan):
         return PopVlan()
+    if isinstance(act, ofpp.OFPActionSetQueue):
+        return SetQueue(act.queue_id)
     if isinstance(act, ofpp.NXActionLearn):
         return Learn(
             table=act.table_id,
@@ -282,9 +292,12 @@ def _decode_learn_spec(spec: Any) -> LearnSpec:
 def decode_instructions(insts: Iterable[Any]) -> tuple[Action, ...]:
     actions: list[Action] = []
     goto: GotoTable | None = None
+    meter: ApplyMeter | None = None
     for inst in insts:
         if isinstance(inst, ofpp.OFPInstructionGotoTable):
             goto = GotoTable(inst.table_id)
+        elif isinstance(inst, ofpp.OFPInstructionMeter):
+            meter = ApplyMeter(inst.meter_id)
         elif isinstance(inst, ofpp.OFPInstructionActions) and (
             inst.type == ofp.OFPIT_APPLY_ACTIONS
         ):
@@ -293,6 +306,8 @@ def decode_instructions(insts: Iterable[Any]) -> tuple[Action, ...]:
             raise UnsupportedFlowError(f"cannot decode instruction {type(inst).__name__}")
     if goto is not None:
         actions.append(goto)
+    if meter is not None:
+        actions.insert(0, meter)
     return tuple(actions)
 
 

@@ -26,6 +26,7 @@ from aovs.openflow.flows import (
     IPV6_FIELDS,
     MAC_FIELDS,
     Action,
+    ApplyMeter,
     Conjunction,
     Flow,
     GotoTable,
@@ -33,6 +34,7 @@ from aovs.openflow.flows import (
     Output,
     Resubmit,
     SetField,
+    SetQueue,
 )
 from aovs.openflow.messages import OFP_VERSION
 
@@ -40,9 +42,11 @@ FLOW_MOD_HEAD = struct.Struct("!BBHIQQBBHHHIIIH2x")  # ofp_header + ofp_flow_mod
 MATCH_HEAD = struct.Struct("!HH")
 APPLY_HEAD = struct.Struct("!HH4x")
 GOTO = struct.Struct("!HHB3x")
+METER = struct.Struct("!HHI")  # ofp_instruction_meter
 OUTPUT = struct.Struct("!HHIH6x")
 RESUBMIT = struct.Struct("!HHIHHB3x")  # experimenter action: type, len, NX id, subtype, port, table
 CONJUNCTION = struct.Struct("!HHIHBBI")
+SET_QUEUE = struct.Struct("!HHI")
 NX_ID = 0x00002320
 NXAST_RESUBMIT_TABLE = 14
 NXAST_CONJUNCTION = 34
@@ -137,6 +141,8 @@ def _struct_action_bytes(action: Action) -> bytes | None:
         return RESUBMIT.pack(
             ofp.OFPAT_EXPERIMENTER, RESUBMIT.size, NX_ID, NXAST_RESUBMIT_TABLE, port, action.table
         )
+    if isinstance(action, SetQueue):
+        return SET_QUEUE.pack(ofp.OFPAT_SET_QUEUE, SET_QUEUE.size, action.queue_id)
     if isinstance(action, Conjunction):
         return CONJUNCTION.pack(
             ofp.OFPAT_EXPERIMENTER,
@@ -203,12 +209,17 @@ class FastEncoder:
     def _build_instructions(self, actions: tuple[Action, ...]) -> bytes:
         if not actions:
             return b""
+        out = b""
+        if isinstance(actions[0], ApplyMeter):
+            out = METER.pack(ofp.OFPIT_METER, METER.size, actions[0].meter_id)
+            actions = actions[1:]
+            if not actions:
+                return out
         goto = actions[-1] if isinstance(actions[-1], GotoTable) else None
         applied = actions[:-1] if goto is not None else actions
-        out = b""
         if applied:
             body = b"".join([self.action_bytes(a) for a in applied])
-            out = APPLY_HEAD.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
+            out += APPLY_HEAD.pack(ofp.OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
         if goto is not None:
             out += GOTO.pack(ofp.OFPIT_GOTO_TABLE, GOTO.size, goto.table)
         return out

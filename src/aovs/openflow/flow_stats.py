@@ -36,6 +36,7 @@ from aovs.openflow.flows import (
     IPV6_FIELDS,
     MAC_FIELDS,
     Action,
+    ApplyMeter,
     Conjunction,
     CTClear,
     Flow,
@@ -49,6 +50,7 @@ from aovs.openflow.flows import (
     RegMove,
     Resubmit,
     SetField,
+    SetQueue,
 )
 from aovs.openflow.messages import HEADER
 
@@ -59,6 +61,7 @@ INSTRUCTION_HEAD = struct.Struct("!HH")
 ACTION_HEAD = struct.Struct("!HH")
 OUTPUT = struct.Struct("!HHIH6x")
 PUSH_VLAN = struct.Struct("!HHH2x")
+SET_QUEUE = struct.Struct("!HHI")
 NX_HEAD = struct.Struct("!HHIH")  # type, len, experimenter, subtype
 RESUBMIT = struct.Struct("!HB3x")  # in_port, table (after NX_HEAD)
 CONJUNCTION = struct.Struct("!BBI")  # clause, n_clauses, id
@@ -371,6 +374,7 @@ class FlowStatsDecoder:
     def _decode_instructions(self, data: bytes) -> tuple[Action, ...]:
         actions: list[Action] = []
         goto: GotoTable | None = None
+        meter: ApplyMeter | None = None
         offset, end = 0, len(data)
         while offset < end:
             inst_type, inst_len = INSTRUCTION_HEAD.unpack_from(data, offset)
@@ -378,6 +382,8 @@ class FlowStatsDecoder:
                 raise _NotFast(f"instruction length {inst_len}")
             if inst_type == ofp.OFPIT_GOTO_TABLE:
                 goto = GotoTable(data[offset + 4])
+            elif inst_type == ofp.OFPIT_METER:
+                meter = ApplyMeter(int.from_bytes(data[offset + 4 : offset + 8], "big"))
             elif inst_type == ofp.OFPIT_APPLY_ACTIONS:
                 actions.extend(self._actions_in(data[offset + 8 : offset + inst_len]))
             else:
@@ -385,6 +391,8 @@ class FlowStatsDecoder:
             offset += inst_len
         if goto is not None:
             actions.append(goto)
+        if meter is not None:
+            actions.insert(0, meter)
         return tuple(actions)
 
     def _actions_in(self, data: bytes) -> list[Action]:
@@ -414,6 +422,8 @@ class FlowStatsDecoder:
             return PushVlan(PUSH_VLAN.unpack_from(raw)[2])
         if kind == ofp.OFPAT_POP_VLAN:
             return PopVlan()
+        if kind == ofp.OFPAT_SET_QUEUE and len(raw) >= SET_QUEUE.size:
+            return SetQueue(SET_QUEUE.unpack_from(raw)[2])
         if kind == ofp.OFPAT_EXPERIMENTER and len(raw) >= NX_HEAD.size:
             _t, _l, experimenter, subtype = NX_HEAD.unpack_from(raw)
             if experimenter == NX_ID:

@@ -347,15 +347,54 @@ class Learn:
 
 
 @dataclass(frozen=True, slots=True)
+class SetQueue:
+    """OFPAT_SET_QUEUE: the egress queue of the port the packet leaves by (``set_queue:N``);
+    ovs-vswitchd carries it across patch ports as the datapath's skb_priority."""
+
+    queue_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class GotoTable:
     """The goto-table INSTRUCTION; only valid as the last element of ``Flow.actions``."""
 
     table: int
 
 
+@dataclass(frozen=True, slots=True)
+class ApplyMeter:
+    """The meter INSTRUCTION (``meter:N``); only valid as the first element of ``Flow.actions``
+    (OpenFlow applies it before the actions; ovs-vswitchd reports it first)."""
+
+    meter_id: int
+
+
+METER_UNITS = ("kbps", "pktps")
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """An OpenFlow 1.3 meter with one drop band: ``rate`` in ``unit`` (kbps or pktps),
+    ``burst`` in kb or packets (0: no burst flag, the datapath's default bucket). Not a flow:
+    sent as OFPMeterMod outside bundles (see aovs.openflow.meters)."""
+
+    id: int
+    unit: str
+    rate: int
+    burst: int = 0
+
+    def __post_init__(self) -> None:
+        if self.unit not in METER_UNITS:
+            raise ValueError(f"meter {self.id}: unit {self.unit!r} is not one of {METER_UNITS}")
+        if not 0 < self.id < 0xFFFF0000:
+            raise ValueError(f"meter id {self.id} out of range")
+        if not 0 < self.rate <= 0xFFFFFFFF or not 0 <= self.burst <= 0xFFFFFFFF:
+            raise ValueError(f"meter {self.id}: rate {self.rate} / burst {self.burst} invalid")
+
+
 Action: TypeAlias = (
     Output | PushVlan | PopVlan | SetField | RegMove | RegLoad | Resubmit | CT | CTClear
-    | Conjunction | Learn | GotoTable
+    | Conjunction | Learn | SetQueue | GotoTable | ApplyMeter
 )  # fmt: skip
 
 
@@ -424,6 +463,8 @@ class Flow:
         for index, act in enumerate(acts):
             if isinstance(act, GotoTable) and index != len(acts) - 1:
                 raise ValueError("GotoTable must be the last action")
+            if isinstance(act, ApplyMeter) and index != 0:
+                raise ValueError("ApplyMeter must be the first action")
         if not 0 <= table <= 254:
             raise ValueError(f"table {table} out of range")
         if not 0 <= priority <= 0xFFFF:

@@ -14,6 +14,7 @@ from aovs.openflow.flows import (
     OFPP_LOCAL,
     OFPP_NORMAL,
     Action,
+    ApplyMeter,
     Conjunction,
     CTClear,
     Flow,
@@ -31,6 +32,7 @@ from aovs.openflow.flows import (
     RegMove,
     Resubmit,
     SetField,
+    SetQueue,
 )
 
 # os-ken (OXM) names that ovs-ofctl spells differently
@@ -110,8 +112,12 @@ def action_text(action: Action) -> str:
         return f"push_vlan:{action.ethertype:#x}"
     if isinstance(action, PopVlan):
         return "pop_vlan"
+    if isinstance(action, SetQueue):
+        return f"set_queue:{action.queue_id}"
     if isinstance(action, GotoTable):
         return f"goto_table:{action.table}"
+    if isinstance(action, ApplyMeter):
+        return f"meter:{action.meter_id}"
     if isinstance(action, Learn):
         args = [f"table={action.table}", f"priority={action.priority}"]
         for name in ("idle_timeout", "hard_timeout", "fin_idle_timeout", "fin_hard_timeout"):

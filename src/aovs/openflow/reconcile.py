@@ -34,9 +34,9 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import overload
+from typing import Protocol, overload
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as ofpp
@@ -211,6 +211,19 @@ def plan_sync(
     return plan
 
 
+class BundleCompanion(Protocol):
+    """What must happen on the switch around each bundle but cannot be in it (a bridge's
+    meters: :class:`aovs.openflow.meters.MeterReconciler`)."""
+
+    async def before_bundle(self, plan: FlowModPlan) -> FlowModPlan:
+        """Prepare what ``plan``'s flows need; returns the plan that may be sent."""
+        ...
+
+    async def after_bundle(self, installed: Collection[Flow]) -> None:
+        """The bundle committed (or nothing was to be sent); ``installed``: every flow now."""
+        ...
+
+
 class FlowReconciler:
     """One bridge's reconciler. Create it after the channel; it follows reconnects itself.
 
@@ -226,11 +239,13 @@ class FlowReconciler:
         bundle_timeout: float | None = None,
         dump_timeout: float | None = None,
         take_over: bool = False,
+        companion: BundleCompanion | None = None,
     ) -> None:
         if not 0 < cookie < 1 << 64:
             raise ValueError(f"cookie {cookie:#x} must be a non-zero 64-bit value")
         self.channel = channel
         self.cookie = cookie
+        self.companion = companion  # meters: around every commit, resyncs included
         self.bundle_timeout = bundle_timeout
         self.dump_timeout = dump_timeout
         self.cache = FlowModCache(cookie)
@@ -542,6 +557,8 @@ class FlowReconciler:
         flow at each of its keys once this commits (``apply``'s change); a key of the plan
         not in it keeps the desired flow it had."""
         sent = 0
+        if self.companion is not None:
+            plan = await self.companion.before_bundle(plan)
         if plan:
             cache = self.cache
             entries = _FlowMods(self._foreign_deletes(plan.delete_foreign), plan, cache)
@@ -550,6 +567,8 @@ class FlowReconciler:
             self.bundles_committed += 1
             sent = len(entries)
             self._installed_now(plan, after)
+        if self.companion is not None:
+            await self.companion.after_bundle(self._installed.values())
         if self._wanted:
             for key, want in (after or {}).items():
                 self._want(key, want)

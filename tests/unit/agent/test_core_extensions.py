@@ -106,14 +106,14 @@ def test_reboot_moves_the_marking_to_the_new_ofport_and_rewrites_the_new_row() -
 
 def test_unsupported_rules_are_reported_per_port() -> None:
     core = qos_core()
-    ingress = QosRuleValue("r-i", "bandwidth_limit", "ingress", max_kbps=10)
+    ingress = QosRuleValue("r-i", "packet_rate_limit", "any", max_kpps=10)
     core.resources_received(policy(ingress, dscp(8)), 0.0)
     core.interface_changed(row("p-1", 5), 0.0)
     core.details_received({"p-1": details("p-1", qos_policy_id=POLICY)}, 0.0)
     plan = core.flush(0.0)
     assert dscp_flows(5, 8) <= added(plan)  # what it can apply, it applies
     (problem,) = core.extension_problems["p-1"]
-    assert "bandwidth_limit ingress rule r-i" in problem
+    assert "packet_rate_limit any rule r-i" in problem
 
 
 def test_a_failed_pull_is_retried_with_back_off() -> None:
