@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .PHONY: test test-neutron demo deps system-deps lint typecheck unit bench bench-quick bench-ovsdb \
-	bench-openflow bench-rpc bench-reboot bench-firewall bench-neutron-rpc bench-coldboot soak clean
+	bench-openflow bench-rpc bench-reboot bench-firewall bench-neutron-rpc bench-coldboot bench-hosts \
+	bench-extensions soak clean
 
 deps: system-deps $(STAMP)
 
@@ -71,6 +72,16 @@ bench-quick: deps
 bench-coldboot: deps
 	$(PY) -m benchmarks.suite --only cold_plug --ports 1000 --scaling-sizes 1000,3000,5000 \
 		--timeout 900 --stem coldboot-cpu
+
+# 20 agents (own OVS sandbox each, 50 ports) on one broker vhost with the simulator: SG rule and
+# membership changes timed to every host's flows, broker messages per change: results/hosts.*
+bench-hosts: deps
+	$(PY) -m benchmarks.bench_hosts
+
+# [agent] extensions = qos,trunk unused (vs off), a QoS policy on every port, 100 trunks with 4
+# subports, at 1000 ports: results/extensions.{json,md}
+bench-extensions: deps
+	$(PY) -m benchmarks.bench_extensions
 
 soak: deps
 	$(VENV)/bin/pytest tests/faults --soak-seconds $${SOAK_SECONDS:-600} \

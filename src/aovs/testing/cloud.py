@@ -13,7 +13,16 @@ File format (JSON)::
                 "port_security_enabled": true, "security_groups": [..],
                 "allowed_address_pairs": [], "device_owner": "compute:nova",
                 "binding_host": null}],
-     "tunnels": [{"ip_address": .., "host": ..}]}
+     "tunnels": [{"ip_address": .., "host": ..}],
+     "qos_policies": {POLICY_ID: {"rules": [{"type": "bandwidth_limit", "direction": "egress",
+                                            "max_kbps": 10000, "max_burst_kbps": 8000},
+                                           {"type": "dscp_marking", "dscp_mark": 26}]}},
+     "trunks": {TRUNK_ID: {"port_id": PARENT_PORT_ID,
+                           "sub_ports": [{"port_id": .., "segmentation_id": 101}]}}}
+
+A port (``qos_policy_id``) or a network (``qos_policy_id``: the port's
+``qos_network_policy_id``) may name a QoS policy; a trunk's parent and subports are ports of
+the file, each in at most one trunk.
 
 ``binding_host`` (optional) binds the port to one host: asked from another, the simulator
 answers ``no_active_binding`` as neutron does. Cross references are checked on load.
@@ -47,6 +56,7 @@ class CloudNetwork(_Strict):
     physical_network: str | None = None
     segmentation_id: int | None = Field(default=None, ge=0)
     mtu: int | None = Field(default=None, ge=68)
+    qos_policy_id: str | None = None
 
     @model_validator(mode="after")
     def _check_segment(self) -> CloudNetwork:
@@ -110,6 +120,7 @@ class CloudPort(_Strict):
     allowed_address_pairs: tuple[AddressPair, ...] = ()
     device_owner: str = "compute:nova"
     binding_host: str | None = None
+    qos_policy_id: str | None = None
 
     @field_validator("mac_address")
     @classmethod
@@ -129,11 +140,80 @@ class CloudTunnel(_Strict):
         return str(ipaddress.ip_address(value))
 
 
+QosRuleType = Literal[
+    "bandwidth_limit", "dscp_marking", "minimum_bandwidth", "packet_rate_limit",
+    "minimum_packet_rate",
+]  # fmt: skip
+# rule type -> the fields neutron 29's QosRule subclass has besides id and qos_policy_id
+QOS_RULE_FIELDS: dict[str, tuple[str, ...]] = {
+    "bandwidth_limit": ("max_kbps", "max_burst_kbps", "direction"),
+    "dscp_marking": ("dscp_mark",),
+    "minimum_bandwidth": ("min_kbps", "direction"),
+    "packet_rate_limit": ("max_kpps", "max_burst_kpps", "direction"),
+    "minimum_packet_rate": ("min_kpps", "direction"),
+}
+
+
+class CloudQosRule(_Strict):
+    """One rule; ``id`` defaults to one derived from its policy and position."""
+
+    type: QosRuleType
+    id: str | None = None
+    direction: Literal["ingress", "egress", "any"] = "egress"
+    max_kbps: int | None = Field(default=None, ge=0)
+    max_burst_kbps: int | None = Field(default=None, ge=0)
+    dscp_mark: int | None = Field(default=None, ge=0, le=56)
+    min_kbps: int | None = Field(default=None, ge=0)
+    max_kpps: int | None = Field(default=None, ge=0)
+    max_burst_kpps: int | None = Field(default=None, ge=0)
+    min_kpps: int | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> CloudQosRule:
+        if self.type == "dscp_marking" and (self.dscp_mark is None or self.dscp_mark % 2):
+            raise ValueError("a dscp_marking rule needs an even dscp_mark 0..56")
+        if self.type != "minimum_packet_rate" and self.direction == "any":
+            raise ValueError(f"a {self.type} rule cannot have direction any")
+        wanted = {"bandwidth_limit": "max_kbps", "minimum_bandwidth": "min_kbps",
+                  "packet_rate_limit": "max_kpps", "minimum_packet_rate": "min_kpps"}  # fmt: skip
+        needed = wanted.get(self.type)
+        if needed is not None and getattr(self, needed) is None:
+            raise ValueError(f"a {self.type} rule needs {needed}")
+        return self
+
+
+class CloudQosPolicy(_Strict):
+    rules: tuple[CloudQosRule, ...] = ()
+    revision_number: int = Field(default=1, ge=0)
+
+
+class CloudSubPort(_Strict):
+    port_id: str
+    segmentation_type: Literal["vlan"] = "vlan"
+    segmentation_id: int = Field(ge=1, le=4094)
+
+
+class CloudTrunk(_Strict):
+    port_id: str  # the parent port
+    sub_ports: tuple[CloudSubPort, ...] = ()
+    status: Literal["DOWN", "BUILD", "ACTIVE", "DEGRADED", "ERROR"] = "DOWN"
+    revision_number: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _check_vlans(self) -> CloudTrunk:
+        vlans = [s.segmentation_id for s in self.sub_ports]
+        if len(set(vlans)) != len(vlans):
+            raise ValueError("two subports share a segmentation_id")
+        return self
+
+
 class SimulatedCloud(_Strict):
     networks: dict[str, CloudNetwork] = {}
     security_groups: dict[str, CloudSecurityGroup] = {}
     ports: tuple[CloudPort, ...] = ()
     tunnels: tuple[CloudTunnel, ...] = ()
+    qos_policies: dict[str, CloudQosPolicy] = {}
+    trunks: dict[str, CloudTrunk] = {}
 
     @model_validator(mode="after")
     def _check_references(self) -> SimulatedCloud:
@@ -153,7 +233,25 @@ class SimulatedCloud(_Strict):
                     raise ValueError(
                         f"security group {sg_id}: unknown remote group {rule.remote_group_id}"
                     )
+        self._check_qos_and_trunks(seen)
         return self
+
+    def _check_qos_and_trunks(self, port_ids: set[str]) -> None:
+        named = [(f"port {p.port_id}", p.qos_policy_id) for p in self.ports]
+        named += [(f"network {n}", net.qos_policy_id) for n, net in self.networks.items()]
+        for who, policy_id in named:
+            if policy_id is not None and policy_id not in self.qos_policies:
+                raise ValueError(f"{who}: unknown QoS policy {policy_id}")
+        in_trunk: dict[str, str] = {}
+        for trunk_id, trunk in self.trunks.items():
+            for port_id in (trunk.port_id, *(s.port_id for s in trunk.sub_ports)):
+                if port_id not in port_ids:
+                    raise ValueError(f"trunk {trunk_id}: unknown port {port_id}")
+                if port_id in in_trunk:
+                    raise ValueError(
+                        f"trunk {trunk_id}: port {port_id} is in trunk {in_trunk[port_id]} too"
+                    )
+                in_trunk[port_id] = trunk_id
 
     @classmethod
     def load(cls, path: Path | str) -> SimulatedCloud:
@@ -245,6 +343,64 @@ class SimulatedCloud(_Strict):
         return cls(
             networks=nets, security_groups=groups, ports=tuple(port_list), tunnels=tunnel_list
         )
+
+    def with_qos_policy(
+        self, rules: tuple[CloudQosRule, ...], ports: int | None = None
+    ) -> tuple[SimulatedCloud, str]:
+        """A copy with one more QoS policy (a generated id), named by the first ``ports``
+        ports (all by default); and the policy's id."""
+        policy_id = _id("qos-policy", len(self.qos_policies))
+        count = len(self.ports) if ports is None else ports
+        named = tuple(
+            p.model_copy(update={"qos_policy_id": policy_id}) if index < count else p
+            for index, p in enumerate(self.ports)
+        )
+        policies = {**self.qos_policies, policy_id: CloudQosPolicy(rules=rules)}
+        return self._changed(ports=named, qos_policies=policies), policy_id
+
+    def with_trunks(self, trunks: int, subports: int) -> SimulatedCloud:
+        """A copy with ``trunks`` more trunks, each a new parent port and ``subports`` new
+        subports (VLAN 101, 102, ... inside the VM), spread over the networks and security
+        groups like the ports."""
+        net_ids, sg_ids = list(self.networks), list(self.security_groups)
+        if not net_ids:
+            raise ValueError("trunks need at least one network")
+        new_ports, new_trunks = list(self.ports), dict(self.trunks)
+        first = len(self.trunks)
+        for number in range(first, first + trunks):
+            members = []
+            for position in range(subports + 1):
+                index = number * (subports + 1) + position
+                net_index = index % len(net_ids)
+                host_part = 250 - position  # 10.<net>.<250-position>.<n>: apart from VM ports
+                new_ports.append(
+                    CloudPort(
+                        port_id=_id("trunk-port", index),
+                        network_id=net_ids[net_index],
+                        mac_address="fa:16:3f:" + ":".join(f"{b:02x}" for b in index.to_bytes(3)),
+                        fixed_ips=(
+                            CloudFixedIP(
+                                subnet_id=_id("subnet", net_index),
+                                ip_address=f"10.{net_index % 256}.{host_part}.{number % 250 + 2}",
+                            ),
+                        ),
+                        security_groups=(sg_ids[index % len(sg_ids)],) if sg_ids else (),
+                        device_owner="compute:nova" if position == 0 else "",
+                    )
+                )
+                members.append(new_ports[-1].port_id)
+            new_trunks[_id("trunk", number)] = CloudTrunk(
+                port_id=members[0],
+                sub_ports=tuple(
+                    CloudSubPort(port_id=port_id, segmentation_id=100 + position)
+                    for position, port_id in enumerate(members[1:], start=1)
+                ),
+            )
+        return self._changed(ports=tuple(new_ports), trunks=new_trunks)
+
+    def _changed(self, **fields: object) -> SimulatedCloud:
+        """A copy with ``fields`` replaced, checked again (model_copy would not check)."""
+        return SimulatedCloud.model_validate({**dict(self), **fields})
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1, exclude_defaults=False)

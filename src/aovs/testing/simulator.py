@@ -12,14 +12,22 @@ update_device_list and report_state it receives, and has fault switches for test
     sim.fail_devices = {port_id}  # these devices come back in failed_devices
     await sim.notify_port_update(port_id)
     sim.device_up_reports        # every device reported up, in order
+
+It also holds the cloud's QoS policies and trunks and answers for them as neutron's
+ResourcesPullRpcCallback (``pull`` / ``bulk_pull`` on q-plugin: versioned-object primitives at
+neutron 29's versions) and TrunkSkeleton (topic and namespace ``trunk``: subports bound to the
+parent's host, trunk statuses recorded); ``update_qos_policy`` / ``add_subports`` /
+``remove_subports`` change them and push them on ``neutron-vo-<Type>-<version>`` as the server
+does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,12 +43,279 @@ from aovs.rpc.notifications import (
     TUNNEL_UPDATE_TOPIC,
 )
 from aovs.rpc.server_api import PLUGIN_TOPIC, REPORTS_TOPIC
-from aovs.testing.cloud import CloudNetwork, CloudPort, CloudRule, CloudTunnel, SimulatedCloud
+from aovs.testing.cloud import (
+    QOS_RULE_FIELDS,
+    CloudNetwork,
+    CloudPort,
+    CloudQosPolicy,
+    CloudQosRule,
+    CloudRule,
+    CloudSubPort,
+    CloudTrunk,
+    CloudTunnel,
+    SimulatedCloud,
+)
 
 LOG = logging.getLogger(__name__)
 
 VXLAN_UDP_PORT = 4789
 _DIRECTION_PREFIX = {"ingress": "source_ip_prefix", "egress": "dest_ip_prefix"}
+
+
+# ---- versioned objects: neutron's ResourcesPullRpcCallback, TrunkSkeleton, pushes -------------
+
+TRUNK_TOPIC = "trunk"  # neutron's TRUNK_BASE_TOPIC and TRUNK_BASE_NAMESPACE
+TRUNK_SUBPORT_OWNER = "trunk:subport"
+OVO_NAMESPACE = "versionedobjects"
+# neutron 29's object versions: what the simulator serves (it backports to no older one)
+QOS_POLICY, TRUNK, SUBPORT = "QosPolicy", "Trunk", "SubPort"
+OBJECT_VERSIONS = {QOS_POLICY: "1.10", TRUNK: "1.1", SUBPORT: "1.0"}
+QOS_RULE_VERSION = "1.5"  # every QosRule subclass in neutron 29
+QOS_RULE_OBJECTS = {
+    "bandwidth_limit": "QosBandwidthLimitRule",
+    "dscp_marking": "QosDscpMarkingRule",
+    "minimum_bandwidth": "QosMinimumBandwidthRule",
+    "packet_rate_limit": "QosPacketRateLimitRule",
+    "minimum_packet_rate": "QosMinimumPacketRateRule",
+}
+PROJECT_ID = "simulated-project"
+TIMESTAMP = "2026-01-01T00:00:00Z"  # created_at / updated_at, as oslo's DateTimeField sends them
+
+
+class CallbackNotFound(Exception):
+    """neutron's rpc_exc.CallbackNotFound: no producer for this resource type (expected)."""
+
+
+class InvalidTargetVersion(Exception):
+    """A version the simulator does not serve (neutron would backport to an older one)."""
+
+
+class InvalidInput(Exception):
+    """A bulk_pull filter on a field the object does not have."""
+
+
+def versioned_object(name: str, version: str, data: dict[str, Any]) -> dict[str, Any]:
+    """oslo.versionedobjects' ``obj_to_primitive``: every field set is a change."""
+    return {
+        "versioned_object.name": name,
+        "versioned_object.namespace": OVO_NAMESPACE,
+        "versioned_object.version": version,
+        "versioned_object.data": data,
+        "versioned_object.changes": sorted(data),
+    }
+
+
+def qos_rule_id(policy_id: str, position: int) -> str:
+    """A rule's id when the cloud gives none: stable, derived from its policy."""
+    return str(uuid.uuid5(uuid.UUID(int=0), f"{policy_id}/rule/{position}"))
+
+
+def qos_rule_primitive(policy_id: str, position: int, rule: CloudQosRule) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": rule.id or qos_rule_id(policy_id, position),
+                            "qos_policy_id": policy_id}  # fmt: skip
+    data.update({key: getattr(rule, key) for key in QOS_RULE_FIELDS[rule.type]})
+    return versioned_object(QOS_RULE_OBJECTS[rule.type], QOS_RULE_VERSION, data)
+
+
+def qos_policy_primitive(policy_id: str, policy: CloudQosPolicy) -> dict[str, Any]:
+    """``QosPolicy`` 1.10 as neutron's server sends it (pull, bulk_pull, push)."""
+    data = {
+        "id": policy_id,
+        "project_id": PROJECT_ID,
+        "name": "",
+        "description": "",
+        "shared": False,
+        "is_default": False,
+        "rules": [qos_rule_primitive(policy_id, i, r) for i, r in enumerate(policy.rules)],
+        "revision_number": policy.revision_number,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
+    return versioned_object(QOS_POLICY, OBJECT_VERSIONS[QOS_POLICY], data)
+
+
+def subport_primitive(trunk_id: str, subport: CloudSubPort) -> dict[str, Any]:
+    """``SubPort`` 1.0 (no id of its own, no revision)."""
+    data = {
+        "port_id": subport.port_id,
+        "trunk_id": trunk_id,
+        "segmentation_type": subport.segmentation_type,
+        "segmentation_id": subport.segmentation_id,
+    }
+    return versioned_object(SUBPORT, OBJECT_VERSIONS[SUBPORT], data)
+
+
+def trunk_primitive(trunk_id: str, trunk: CloudTrunk) -> dict[str, Any]:
+    """``Trunk`` 1.1 with its subports."""
+    data = {
+        "id": trunk_id,
+        "project_id": PROJECT_ID,
+        "name": "",
+        "description": "",
+        "admin_state_up": True,
+        "port_id": trunk.port_id,
+        "status": trunk.status,
+        "sub_ports": [subport_primitive(trunk_id, s) for s in trunk.sub_ports],
+        "revision_number": trunk.revision_number,
+        "created_at": TIMESTAMP,
+        "updated_at": TIMESTAMP,
+    }
+    return versioned_object(TRUNK, OBJECT_VERSIONS[TRUNK], data)
+
+
+def _matches(data: Mapping[str, Any], filters: Mapping[str, Any], kind: str) -> bool:
+    """neutron's get_objects(**filters): a list is IN, anything else equality."""
+    for key, wanted in filters.items():
+        if key not in data:
+            raise InvalidInput(f"{kind} has no field {key!r}")
+        value = data[key]
+        if isinstance(wanted, list | tuple | set):
+            if value not in wanted:
+                return False
+        elif value != wanted:
+            return False
+    return True
+
+
+class _SimulatorResources:
+    """The resource half of NeutronServerSimulator, kept apart (mixed in)."""
+
+    ports: dict[str, CloudPort]
+    qos_policies: dict[str, CloudQosPolicy]
+    trunks: dict[str, CloudTrunk]
+    trunk_status_reports: list[tuple[str, str]]
+    transport: RpcTransport
+    _details_cache: dict[str, dict[str, Any]]
+    port_api_dict: Callable[[CloudPort], dict[str, Any]]
+
+    def resource_primitives(self, resource_type: str) -> list[dict[str, Any]]:
+        """Every object of the type, as primitives."""
+        if resource_type == QOS_POLICY:
+            return [qos_policy_primitive(i, p) for i, p in self.qos_policies.items()]
+        if resource_type == TRUNK:
+            return [trunk_primitive(i, t) for i, t in self.trunks.items()]
+        if resource_type == SUBPORT:
+            return [subport_primitive(i, s) for i, t in self.trunks.items() for s in t.sub_ports]
+        raise CallbackNotFound(f"no callback for resource type {resource_type}")
+
+    def pull_resource(
+        self, resource_type: str, version: str, resource_id: str
+    ) -> dict[str, Any] | None:
+        """neutron's ``pull``: a QoS policy by id; a trunk by its PARENT PORT id (the trunk
+        plugin's trunk_by_port_provider); None when there is none. SubPort has no provider."""
+        self._check_version(resource_type, version)
+        if resource_type == QOS_POLICY:
+            policy = self.qos_policies.get(resource_id)
+            return None if policy is None else qos_policy_primitive(resource_id, policy)
+        if resource_type == TRUNK:
+            for trunk_id, trunk in self.trunks.items():
+                if trunk.port_id == resource_id:
+                    return trunk_primitive(trunk_id, trunk)
+            return None
+        raise CallbackNotFound(f"no callback for resource type {resource_type}")
+
+    def bulk_pull_resources(
+        self, resource_type: str, version: str, filter_kwargs: Mapping[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """neutron's ``bulk_pull``: get_objects(**filter_kwargs) as primitives."""
+        self._check_version(resource_type, version)
+        filters = dict(filter_kwargs or {})
+        return [
+            primitive
+            for primitive in self.resource_primitives(resource_type)
+            if _matches(primitive["versioned_object.data"], filters, resource_type)
+        ]
+
+    @staticmethod
+    def _check_version(resource_type: str, version: str) -> None:
+        ours = OBJECT_VERSIONS.get(resource_type)
+        if ours is None:
+            raise CallbackNotFound(f"no callback for resource type {resource_type}")
+        if version != ours:
+            raise InvalidTargetVersion(f"{resource_type} {version}: the simulator has {ours}")
+
+    # -- TrunkSkeleton ---------------------------------------------------------------------
+    def bind_subports(self, subports: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+        """``update_subport_bindings``: each listed subport bound to its trunk's parent's host
+        with device_owner ``trunk:subport``; the trunk BUILD (DEGRADED when a port could not be
+        bound); trunk id -> the bound ports as the API shows them."""
+        by_trunk: dict[str, list[str]] = {}
+        for subport in subports:
+            by_trunk.setdefault(str(subport["trunk_id"]), []).append(str(subport["port_id"]))
+        bound: dict[str, list[Any]] = {}
+        for trunk_id, port_ids in by_trunk.items():
+            trunk = self.trunks.get(trunk_id)
+            if trunk is None:
+                continue  # neutron: "Trunk not found", nothing for it
+            parent = self.ports.get(trunk.port_id)
+            host = None if parent is None else parent.binding_host
+            updated = []
+            for port_id in port_ids:
+                port = self.ports.get(port_id)
+                if port is None:
+                    continue  # neutron logs the failure and goes on
+                port = port.model_copy(
+                    update={"binding_host": host, "device_owner": TRUNK_SUBPORT_OWNER}
+                )
+                self.ports[port_id] = port
+                self._details_cache.pop(port_id, None)
+                updated.append(self.port_api_dict(port))
+            status = "BUILD" if len(updated) == len(port_ids) else "DEGRADED"
+            self.trunks[trunk_id] = trunk.model_copy(update={"status": status})
+            bound[trunk_id] = updated
+        return bound
+
+    def set_trunk_status(self, trunk_id: str, status: str) -> None:
+        """``update_trunk_status``: recorded; an unknown trunk is ignored, as neutron does."""
+        self.trunk_status_reports.append((trunk_id, status))
+        trunk = self.trunks.get(trunk_id)
+        if trunk is not None:
+            self.trunks[trunk_id] = trunk.model_copy(update={"status": status})
+
+    # -- changes, pushed as the server pushes them -----------------------------------------
+    async def push_resources(
+        self, resource_type: str, primitives: list[dict[str, Any]], event_type: str
+    ) -> None:
+        """ResourcesPushRpcApi.push: a fanout cast on ``neutron-vo-<Type>-<version>``."""
+        topic = f"neutron-vo-{resource_type}-{OBJECT_VERSIONS[resource_type]}"
+        await self.transport.fanout_cast(
+            topic, "push", {"resource_list": primitives, "event_type": event_type}, version="1.1"
+        )
+
+    async def update_qos_policy(self, policy_id: str, rules: Iterable[CloudQosRule]) -> None:
+        """The policy created or its rules replaced (revision + 1), pushed."""
+        known = self.qos_policies.get(policy_id)
+        revision = 1 if known is None else known.revision_number + 1
+        policy = CloudQosPolicy(rules=tuple(rules), revision_number=revision)
+        self.qos_policies[policy_id] = policy
+        event = "created" if known is None else "updated"
+        await self.push_resources(QOS_POLICY, [qos_policy_primitive(policy_id, policy)], event)
+
+    async def add_subports(self, trunk_id: str, subports: Iterable[CloudSubPort]) -> None:
+        """neutron's add_subports: stored, pushed as SubPort "created" (not the trunk)."""
+        trunk = self.trunks[trunk_id]
+        added = tuple(subports)
+        for subport in added:
+            if subport.port_id not in self.ports:
+                raise ValueError(f"subport {subport.port_id}: unknown port")
+        self.trunks[trunk_id] = CloudTrunk.model_validate(
+            {**dict(trunk), "sub_ports": trunk.sub_ports + added,
+             "revision_number": trunk.revision_number + 1}
+        )  # fmt: skip
+        await self.push_resources(SUBPORT, [subport_primitive(trunk_id, s) for s in added],
+                                  "created")  # fmt: skip
+
+    async def remove_subports(self, trunk_id: str, port_ids: Iterable[str]) -> None:
+        """neutron's remove_subports: pushed as SubPort "deleted"."""
+        trunk = self.trunks[trunk_id]
+        gone = set(port_ids)
+        removed = [s for s in trunk.sub_ports if s.port_id in gone]
+        kept = tuple(s for s in trunk.sub_ports if s.port_id not in gone)
+        self.trunks[trunk_id] = trunk.model_copy(
+            update={"sub_ports": kept, "revision_number": trunk.revision_number + 1}
+        )
+        await self.push_resources(SUBPORT, [subport_primitive(trunk_id, s) for s in removed],
+                                  "deleted")  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +329,7 @@ class DeviceListReport:
     refresh_tunnels: bool
 
 
-class NeutronServerSimulator:
+class NeutronServerSimulator(_SimulatorResources):
     def __init__(
         self,
         topology: SimulatedCloud,
@@ -89,6 +364,10 @@ class NeutronServerSimulator:
         self._agents_seen: set[str] = set()
         self._servers: list[RpcServer] = []
         self._details_cache: dict[str, dict[str, Any]] = {}
+        # resources (versioned objects) and the trunk RPC's records
+        self.qos_policies: dict[str, CloudQosPolicy] = dict(topology.qos_policies)
+        self.trunks: dict[str, CloudTrunk] = dict(topology.trunks)
+        self.trunk_status_reports: list[tuple[str, str]] = []  # (trunk id, status), in order
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -99,9 +378,10 @@ class NeutronServerSimulator:
             await self.transport.serve(
                 PLUGIN_TOPIC,
                 self.server_host,
-                [_PluginEndpoint(self), _SecurityGroupEndpoint(self)],
+                [_PluginEndpoint(self), _SecurityGroupEndpoint(self), _ResourcesPullEndpoint(self)],
             ),
             await self.transport.serve(REPORTS_TOPIC, self.server_host, [_ReportsEndpoint(self)]),
+            await self.transport.serve(TRUNK_TOPIC, self.server_host, [_TrunkEndpoint(self)]),
         ]
 
     async def stop(self) -> None:
@@ -194,8 +474,8 @@ class NeutronServerSimulator:
                     for p in port.allowed_address_pairs
                 ],
                 "port_security_enabled": port.port_security_enabled,
-                "qos_policy_id": None,
-                "qos_network_policy_id": None,
+                "qos_policy_id": port.qos_policy_id,
+                "qos_network_policy_id": network.qos_policy_id,
                 "profile": {},
                 "propagate_uplink_status": False,
             }
@@ -556,3 +836,50 @@ class _ReportsEndpoint:
     async def has_alive_neutron_server(self, _context: Mapping[str, Any], **_: Any) -> bool:
         await self._sim._serve("has_alive_neutron_server")
         return True
+
+
+class _ResourcesPullEndpoint:
+    """ResourcesPullRpcCallback on q-plugin (version 1.1, no namespace)."""
+
+    rpc_version = "1.1"
+
+    def __init__(self, sim: NeutronServerSimulator) -> None:
+        self._sim = sim
+
+    async def pull(
+        self, _context: Mapping[str, Any], resource_type: str, version: str, resource_id: str
+    ) -> dict[str, Any] | None:
+        await self._sim._serve("pull")
+        return self._sim.pull_resource(resource_type, version, resource_id)
+
+    async def bulk_pull(
+        self,
+        _context: Mapping[str, Any],
+        resource_type: str,
+        version: str,
+        filter_kwargs: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        await self._sim._serve("bulk_pull")
+        return self._sim.bulk_pull_resources(resource_type, version, filter_kwargs)
+
+
+class _TrunkEndpoint:
+    """The trunk plugin's TrunkSkeleton: topic and namespace ``trunk``, version 1.0."""
+
+    rpc_version = "1.0"
+    rpc_namespace = TRUNK_TOPIC
+
+    def __init__(self, sim: NeutronServerSimulator) -> None:
+        self._sim = sim
+
+    async def update_subport_bindings(
+        self, _context: Mapping[str, Any], subports: list[Mapping[str, Any]]
+    ) -> dict[str, list[Any]]:
+        await self._sim._serve("update_subport_bindings")
+        return self._sim.bind_subports(subports)
+
+    async def update_trunk_status(
+        self, _context: Mapping[str, Any], trunk_id: str, status: str
+    ) -> None:
+        await self._sim._serve("update_trunk_status")
+        self._sim.set_trunk_status(trunk_id, status)
