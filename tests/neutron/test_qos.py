@@ -181,14 +181,19 @@ async def test_qos_policy_attach_change_detach_network_policy_and_delete(
                    what="the port gone from the agent (after its unplug grace)")  # fmt: skip
         assert core.extension_problems == {}
     finally:
-        ports = (await in_thread(server.get, f"/v2.0/ports?network_id={network['id']}"))["ports"]
-        for each in ports:
-            await in_thread(server.delete_port, each["id"])
-        await in_thread(server.delete_network, network["id"])
-        if policy_id:
-            await in_thread(server.delete, f"/v2.0/qos/policies/{policy_id}")
+        await _clean_up(server, network["id"], policy_id)
     errors = server.error_lines(since=mark)
     assert not errors, "neutron-server logged errors:\n" + "\n".join(errors)
+
+
+async def _clean_up(server: NeutronServer, network_id: str, policy_id: str | None) -> None:
+    """The test's ports, network and policy deleted through the API."""
+    ports = (await in_thread(server.get, f"/v2.0/ports?network_id={network_id}"))["ports"]
+    for each in ports:
+        await in_thread(server.delete_port, each["id"])
+    await in_thread(server.delete_network, network_id)
+    if policy_id:
+        await in_thread(server.delete, f"/v2.0/qos/policies/{policy_id}")
 
 
 METER_LINE = re.compile(r"meter=(\d+) (\w+)(?: burst)?(?: stats)? bands=\s*type=drop rate=(\d+)"
@@ -267,11 +272,6 @@ async def test_ingress_bandwidth_and_packet_rate_limits_are_meters(
         assert not [f for f in host.flows() if "meter:" in f]
         assert core.extension_problems == {}
     finally:
-        ports = (await in_thread(server.get, f"/v2.0/ports?network_id={network['id']}"))["ports"]
-        for each in ports:
-            await in_thread(server.delete_port, each["id"])
-        await in_thread(server.delete_network, network["id"])
-        if policy_id:
-            await in_thread(server.delete, f"/v2.0/qos/policies/{policy_id}")
+        await _clean_up(server, network["id"], policy_id)
     errors = server.error_lines(since=mark)
     assert not errors, "neutron-server logged errors:\n" + "\n".join(errors)
