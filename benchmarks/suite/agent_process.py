@@ -94,6 +94,51 @@ class PortTransition:
     ms: float
 
 
+MILESTONES = frozenset({"status socket listening", "agent starting", "dataplane installed",
+                        "bundle committed"})  # fmt: skip
+MILESTONE_PREFIXES = ("connected to broker", "OpenFlow reconnected")
+
+
+def phase_timeline(log: AgentLog, since: float, until: float | None = None) -> dict[str, Any]:
+    """Where a scenario's time went, from the agent's own lines (wall-clock ``ts``) after
+    ``since`` (``time.time()`` at the scenario's start): seconds from ``since`` to its first
+    line (interpreter, imports, configuration: when the scenario spawned it), to the broker
+    connection, to the first install, each big bundle's end (the agent logs bundles of 10k
+    FlowMods and more at INFO) with its FlowMods and commit time, and the first and last port
+    wired (pure)."""
+
+    def at(ts: float) -> float:
+        return round(ts - since, 3)
+
+    lines = [r for r in log.milestones if float(r.get("ts", 0.0)) >= since
+             and (until is None or float(r.get("ts", 0.0)) <= until)]  # fmt: skip
+    timeline: dict[str, Any] = {}
+    for record in lines:
+        message, ts = str(record.get("msg", "")), float(record.get("ts", 0.0))
+        if message == "status socket listening":
+            timeline.setdefault("first_line_s", at(ts))
+        elif message.startswith("connected to broker"):
+            timeline.setdefault("broker_connected_s", at(ts))
+        elif message == "dataplane installed":
+            timeline.setdefault("first_install_done_s", at(ts))
+        elif message.startswith("OpenFlow reconnected"):
+            timeline.setdefault("replays", []).append(
+                {"bridge": record.get("bridge"), "done_s": at(ts), "ms": record.get("ms")}
+            )
+        elif message == "bundle committed":
+            timeline.setdefault("big_bundles", []).append(
+                {"done_s": at(ts), "flowmods": record.get("flowmods"),
+                 "commit_ms": round(float(record.get("ms", 0.0)), 1)}
+            )  # fmt: skip
+    wired = [t.ts for t in log.transitions if t.phase == "wired" and t.ts >= since
+             and (until is None or t.ts <= until)]  # fmt: skip
+    if wired:
+        timeline["first_port_wired_s"] = at(min(wired))
+        timeline["last_port_wired_s"] = at(max(wired))
+        timeline["ports_wired"] = len(wired)
+    return timeline
+
+
 @dataclass
 class AgentLog:
     """What the suite reads from the agent's JSON log lines."""
@@ -101,6 +146,8 @@ class AgentLog:
     installed: list[dict[str, Any]] = field(default_factory=list)  # "dataplane installed"
     transitions: list[PortTransition] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # ERROR lines and tracebacks, verbatim
+    # the lines a timeline is made of: start, broker, install, big bundles (see phase_timeline)
+    milestones: list[dict[str, Any]] = field(default_factory=list)
     other_lines: int = 0
 
     def feed(self, text: str) -> None:
@@ -124,6 +171,8 @@ class AgentLog:
         message = str(record.get("msg", ""))
         if record.get("level") in ("ERROR", "CRITICAL"):
             self.errors.append(f"{message} {record.get('error', '')}".strip()[:300])
+        if message in MILESTONES or message.startswith(MILESTONE_PREFIXES):
+            self.milestones.append(record)
         if message == "dataplane installed":
             self.installed.append(record)
         elif message.startswith("port ") and "iface_id" in record and "ms" in record:

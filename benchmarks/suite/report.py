@@ -221,6 +221,49 @@ COLD_PLUG_NOTE = (
 )
 
 
+TIMELINE_NOTE = (
+    "Seconds from the scenario's start (the agent's spawn for the cold boot, snapshot restore "
+    "and agent restart; the plug command, the kill or the replug transaction otherwise), from "
+    "the wall-clock stamps of the agent's JSON lines: the first line comes after the "
+    "interpreter, the imports and the configuration; a port is wired when the bundle with its "
+    "flows committed; the agent logs bundles of 10k FlowMods and more."
+)
+
+
+def timeline_table(results: Mapping[str, ScenarioResult]) -> list[str]:
+    """Each scenario's phases from the agent's own log lines (seconds from the scenario's
+    start; for the cold boots and restarts, from the agent's spawn)."""
+    rows = []
+    for name in SCENARIOS:
+        result = results.get(name)
+        timeline = None if result is None else result.details.get("agent_timeline")
+        if not timeline:
+            continue
+        bundles = "; ".join(
+            f"{b.get('flowmods')} at {number(b.get('done_s'))} s ({number(b.get('commit_ms'))} ms)"
+            for b in timeline.get("big_bundles", [])
+        )
+        replays = "; ".join(f"{r.get('bridge')} at {number(r.get('done_s'))} s"
+                            for r in timeline.get("replays", []))  # fmt: skip
+        rows.append(
+            f"| {TITLES.get(name, name)} | {number(timeline.get('first_line_s'))} | "
+            f"{number(timeline.get('broker_connected_s'))} | "
+            f"{number(timeline.get('first_install_done_s'))} | "
+            f"{number(timeline.get('first_port_wired_s'))} | "
+            f"{number(timeline.get('last_port_wired_s'))} | {bundles or DASH} | "
+            f"{replays or DASH} |"
+        )
+    if not rows:
+        return []
+    return [
+        "| scenario | first log line s | broker connected s | first install done s | "
+        "first port wired s | last port wired s | bundles of 10k+ FlowMods: done at (commit) | "
+        "OpenFlow replays done |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def render(document: Mapping[str, Any], checks: Sequence[TargetCheck]) -> str:
     """The whole results.md."""
     results = {
@@ -254,6 +297,10 @@ def render(document: Mapping[str, Any], checks: Sequence[TargetCheck]) -> str:
         "",
         *target_table(checks),
     ]
+    timeline = timeline_table(results)
+    if timeline:
+        lines += ["", "## Where the time went, from the agent's own log lines", "",
+                  *timeline, "", TIMELINE_NOTE]  # fmt: skip
     cold_plug = document.get("cold_plug") or []
     if cold_plug:
         lines += ["", "## Cold boot with the agent running, against the limit", "",

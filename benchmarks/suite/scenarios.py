@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from aovs.pipelines import tables
-from benchmarks.suite.agent_process import AgentProcess
+from benchmarks.suite.agent_process import AgentProcess, phase_timeline
 from benchmarks.suite.dataplane import (
     Convergence,
     FlowWatch,
@@ -275,6 +275,7 @@ async def cold_plug(session: Session) -> ScenarioResult:
         reports = session.watch_reported_up(session.up_reports())
         polls = _Polls(session.watch)
         session.switch_start = session.switch_cpu()
+        started_wall = time.time()
         started = time.monotonic()
         await vsctl(session.world.sandbox, *transaction(vm.plug_args() for vm in vms),
                     within=1200)  # fmt: skip
@@ -296,15 +297,21 @@ async def cold_plug(session: Session) -> ScenarioResult:
         all_reported_up_seconds=None if reported is None else round(reported - started, 4),
     )
     await polls.estimate(session, target, result, intervals)
-    _log_figures(agent, result, installed=False)  # its install was the idle start's
+    _log_figures(agent, result, installed=False, since=started_wall)  # installed: idle start
     _usage(agent, result, cpu_before)
     return result
 
 
-def _log_figures(agent: AgentProcess, result: ScenarioResult, installed: bool = True) -> None:
+def _log_figures(
+    agent: AgentProcess, result: ScenarioResult, installed: bool = True, since: float | None = None
+) -> None:
     """The agent's own figures of its last "dataplane installed" (``installed``: that line is
-    this scenario's) and its first errors."""
+    this scenario's), its first errors, and the scenario's phases from its lines after
+    ``since`` (``time.time()``; default: the agent's spawn)."""
     log = agent.read_log()
+    result.details["agent_timeline"] = phase_timeline(
+        log, agent.spawned_wall if since is None else since
+    )
     if log.installed and installed:
         last = log.installed[-1]
         result.details["agent_logged"] = {
@@ -345,6 +352,7 @@ async def ovs_restart(session: Session) -> ScenarioResult:
     target = await session.target()
     agent, cpu_before = await _steady(session, result)
     sandbox = session.world.sandbox
+    started_wall = time.time()
     await asyncio.to_thread(sandbox.kill, "ovs-vswitchd")
     started = time.monotonic()
     await asyncio.to_thread(sandbox.start_vswitchd)
@@ -362,6 +370,7 @@ async def ovs_restart(session: Session) -> ScenarioResult:
         since_vswitchd_start_seconds=round(result.seconds + answered - started, 4),
         openflow_answered_after_seconds=round(answered - started, 4),
     )
+    _log_figures(agent, result, installed=False, since=started_wall)
     _usage(agent, result, cpu_before)
     return result
 
@@ -441,6 +450,7 @@ async def reboot_storm(session: Session) -> ScenarioResult:
     target = await session.target()
     agent, cpu_before = await _steady(session, result)
     commands = [c for vm in session.vms() for c in replug_args(vm, session.ofports[vm.tap])]
+    started_wall = time.time()
     started = time.monotonic()
     await vsctl(session.world.sandbox, *transaction(commands), within=300)
     command_done = time.monotonic()
@@ -448,6 +458,7 @@ async def reboot_storm(session: Session) -> ScenarioResult:
     convergence = await session.converge(target)
     result.seconds = _converged(result, convergence, started)
     result.details["ovs_vsctl_seconds"] = round(command_done - started, 4)
+    _log_figures(agent, result, installed=False, since=started_wall)
     _usage(agent, result, cpu_before)
     return result
 
