@@ -62,7 +62,7 @@ bench-neutron-rpc: deps
 	$(PY) -m benchmarks.bench_neutron_rpc
 
 bench: deps
-	$(PY) -m benchmarks.suite --ports 1000
+	$(PY) -m benchmarks.suite --ports 1000 --timeout 900
 
 bench-quick: deps
 	$(PY) -m benchmarks.suite --ports 100
