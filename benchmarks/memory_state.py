@@ -5,8 +5,10 @@
 openvswitch firewall) fed to an ``AgentCore`` the way the agent's loop does (details and
 security-group replies parsed from the simulator's answers, flushes in slices of
 ``FLOW_BUDGET`` FlowMods), each slice's delta applied to one ``FlowReconciler`` per bridge whose
-bundle only reads every entry's bytes (what ``commit_bundle`` does before sending). Then it
-prints the traced heap by file:line and the size of the big containers.
+bundle only reads every entry's bytes (what ``commit_bundle`` does before sending). The heap is
+frozen and released as the agent's ``LongLivedHeap`` does it (after each slice, and once the
+change is over). Then it prints the traced heap by file:line and the size of the big
+containers. ``--storm --storms 3``: the reboot storm's peak and the RSS after each of three.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from aovs.agent.core import AgentCore, Plan
+from aovs.agent.heap import LongLivedHeap
 from aovs.agent.state import InterfaceRow
 from aovs.agent.tunnels import TunnelSettings, TunnelState
 from aovs.dataplane.compose import PhysicalLink, Topology, TunnelLink
@@ -33,6 +36,7 @@ from aovs.testing.simulator import NeutronServerSimulator
 
 FLOW_BUDGET = 20_000  # as aovs.agent.agent's
 HOST = "bench-compute"
+HEAP = LongLivedHeap()  # the process's, as the agent's: frozen and released as it does
 
 
 class _Channel:
@@ -78,7 +82,7 @@ async def build(
     cloud, sim = _world(ports)
     settings = TunnelSettings(local_ip="192.0.2.250", tunnel_types=("vxlan",))
     core = AgentCore(_topology(), OVSFirewall(), tunnels=TunnelState(settings))
-    reconcile.commit_bundle = _read_entries  # type: ignore[assignment]
+    reconcile.commit_bundle = _read_entries  # type: ignore[assignment,attr-defined]
     reconcilers = {
         bridge: FlowReconciler(_Channel(), stable_cookie(bridge))  # type: ignore[arg-type]
         for bridge in core.topology.bridges
@@ -100,22 +104,43 @@ async def build(
     core.details_received(devices_details(devices, reply).outcomes, now)
     info = security_group_info(sim.security_group_info(devices))
     core.security_groups_received(devices, info, now)
+    await _flush_all(core, reconcilers, merge, HEAP, now)
+    HEAP.settle(force=True, release=True)  # as the agent once its first sync is installed
+    timings["cpu_s"] = time.process_time() - cpu
+    return core, reconcilers, timings
+
+
+async def _flush_all(
+    core: AgentCore,
+    reconcilers: dict[str, FlowReconciler],
+    merge: bool,
+    heap: LongLivedHeap,
+    now: float,
+) -> None:
+    """Flush every dirty port in slices and apply them as the agent's loop and committer do
+    (the heap frozen after each slice; with ``merge``, the slices after the first in one
+    bundle, each slice let go once merged)."""
     queued = []
     while True:
         plan = core.flush(now, flow_budget=FLOW_BUDGET)
+        heap.grew(plan.flow_changes)
+        if core.has_dirty_ports:
+            heap.settle()
         if merge:  # the switch busy with the first slice: the others pile up, go as one
             queued.append(plan)
         else:
             await _apply(plan, reconcilers)
+        del plan
         if not core.has_dirty_ports:
             break
     if queued:
-        await _apply(queued[0], reconcilers)
-        if len(queued) > 1:
-            await _apply(Plan.merged(queued[1:]), reconcilers)
-        del queued
-    timings["cpu_s"] = time.process_time() - cpu
-    return core, reconcilers, timings
+        await _apply(queued.pop(0), reconcilers)
+        if queued:
+            merged = queued[0] if len(queued) == 1 else Plan.merged(queued)
+            del queued
+            await _apply(merged, reconcilers)
+            del merged
+    heap.settle(release=True)
 
 
 async def storm(core: AgentCore, reconcilers: dict[str, FlowReconciler], merge: bool) -> float:
@@ -128,20 +153,7 @@ async def storm(core: AgentCore, reconcilers: dict[str, FlowReconciler], merge: 
         core.interface_deleted(uuid, now)
         again = InterfaceRow(f"{uuid}-again", row.name, row.iface_id, (row.ofport or 0) + len(rows))
         core.interface_changed(again, now)
-    queued = []
-    while True:
-        plan = core.flush(now, flow_budget=FLOW_BUDGET)
-        if merge:
-            queued.append(plan)
-        else:
-            await _apply(plan, reconcilers)
-        if not core.has_dirty_ports:
-            break
-    if queued:
-        await _apply(queued[0], reconcilers)
-        if len(queued) > 1:
-            await _apply(Plan.merged(queued[1:]), reconcilers)
-        del queued
+    await _flush_all(core, reconcilers, merge, HEAP, now)
     return time.process_time() - cpu
 
 
@@ -207,6 +219,14 @@ def containers(core: AgentCore, reconcilers: dict[str, FlowReconciler]) -> list[
     return sizes
 
 
+def current_rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def rss_mb() -> float:
     with open("/proc/self/status") as status:
         for line in status:
@@ -227,6 +247,7 @@ def main() -> None:
     parser.add_argument("--merge", action="store_true", help="slices after the first: one bundle")
     storm_help = "then renumber every port at once (the reboot storm): its peak"
     parser.add_argument("--storm", action="store_true", help=storm_help)
+    parser.add_argument("--storms", type=int, default=1, help="how many storms (with --storm)")
     args = parser.parse_args()
     if not args.no_trace:
         tracemalloc.start(1)
@@ -237,10 +258,12 @@ def main() -> None:
     print(f"ports {args.ports}: flows {flows}, build CPU {timings['cpu_s']:.2f} s")
     print(f"peak RSS {rss_mb():.1f} MB")
     if args.storm:
-        reset_peak()
-        seconds = asyncio.run(storm(core, reconcilers, args.merge))
-        gc.collect()
-        print(f"storm: CPU {seconds:.2f} s, peak RSS {rss_mb():.1f} MB (from the cold boot's)")
+        for number in range(1, args.storms + 1):
+            reset_peak()
+            seconds = asyncio.run(storm(core, reconcilers, args.merge))
+            gc.collect()
+            print(f"storm {number}: CPU {seconds:.2f} s, peak RSS {rss_mb():.1f} MB "
+                  f"(from the RSS before it), RSS after {current_rss_mb():.1f} MB")  # fmt: skip
     if before is not None:
         after = tracemalloc.take_snapshot()
         stats = after.compare_to(before, "lineno")

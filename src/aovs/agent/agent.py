@@ -384,7 +384,7 @@ class Agent:
             extra={"ports": len(core.ports), "flowmods": self.stats.initial_flowmods,
                    "ms": self.stats.initial_sync_s * 1e3, **core.counts()},
         )  # fmt: skip
-        self.heap.settle(force=True)
+        self.heap.settle(force=True, release=True)
         self.ready.set()
         self._tasks += [
             asyncio.create_task(self._pump_ovsdb(), name="aovs-ovsdb-events"),
@@ -746,6 +746,7 @@ class Agent:
             self._start_fetches(plan)
             self._plans_in_flight += 1
             self._plans.append(plan)
+            del plan  # the committer's now: not held while the loop waits for input
             self._plans_ready.set()
             if core.has_dirty_ports:
                 # the inbox's get() does not yield when the next slice's marker is waiting: let
@@ -901,8 +902,14 @@ class Agent:
                 LOG.exception("plan execution failed", extra={"flows": plan.flow_changes})
             finally:
                 self._plans_in_flight -= taken
+            del plan  # not held while waiting for the next: its removals are the flows it
+            # replaced (a reboot storm's: the old generation, 66k flows at 1000 ports)
             if not self._plans:
-                self.heap.settle()
+                self.heap.settle(release=not self._burst_pending())
+
+    def _burst_pending(self) -> bool:
+        """More slices of the change being committed are still to come (dirty ports left)."""
+        return self.core is not None and self.core.has_dirty_ports
 
     async def _execute(self, plan: Plan) -> None:
         work: list[Awaitable[object]] = [

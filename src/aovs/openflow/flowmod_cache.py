@@ -21,6 +21,7 @@ from aovs.openflow.flows import Flow
 from aovs.openflow.messages import OFP_VERSION
 
 DEFAULT_CAPACITY = 500_000
+RENEW_ENCODER_GENERATIONS = 4  # a new encoder once 4x the cached flows were forgotten
 
 
 def add_head(flow: Flow, cookie: int, body: int) -> bytes:
@@ -44,10 +45,16 @@ class FlowModCache:
         self._bytes: dict[Flow, bytes] = {}  # an ADD's bytes after its fixed head
         self.hits = 0
         self.misses = 0  # FlowMods encoded (any command)
+        self._forgotten = 0  # entries forgotten since the encoder was renewed
 
     def encode(self, flow: Flow, command: int) -> bytes:
         if command != codec.ADD:
             self.misses += 1
+            if command == codec.DELETE_STRICT:
+                # the flow leaves the switch: its ADD bytes go now, not after the commit, so a
+                # bundle replacing every flow (a reboot storm) never holds two generations
+                # (should the bundle fail, a replay encodes it again)
+                self.forget(flow)
             return self.encoder.encode(flow, command, self.cookie)
         body = self._bytes.get(flow)
         if body is not None:
@@ -67,7 +74,16 @@ class FlowModCache:
 
     def forget(self, flow: Flow) -> None:
         """``flow`` left the switch (deleted, or replaced by another with its key)."""
-        self._bytes.pop(flow, None)
+        if self._bytes.pop(flow, None) is None:
+            return
+        self._forgotten += 1
+        if self._forgotten >= RENEW_ENCODER_GENERATIONS * max(len(self._bytes), 5_000):
+            # generations of flows replaced (a reboot storm renumbers every port): most of
+            # the encoder's remembered pieces are of flows gone (1000 ports: 10k action lists
+            # per storm, ~2 MB, kept until its 200k bound); the next flows build their own
+            # (~0.25 s of CPU at 1000 ports: once every few generations)
+            self.encoder = FastEncoder()
+            self._forgotten = 0
 
     def __len__(self) -> int:
         return len(self._bytes)

@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-from collections.abc import Collection, Container, Iterable, Mapping, Sequence
+from collections.abc import Collection, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, overload
 
@@ -336,17 +336,22 @@ class FlowReconciler:
             if self._wanted and desired is not None:
                 kept[key] = desired  # not the desired flow there: what is desired stays
         del removed
+        outcome: _Outcome | None = None
         try:
             async with self._lock:
                 await self._ensure_dumped()
                 plan = plan_change(self._installed, changes, self._opaque)
-                changes.update(kept)
+                # the change as the plan and ``kept`` tell it: ``changes`` (a storm's 130k
+                # keys) is not held while the bundle is sent
+                outcome = _Outcome(plan, kept, _unplanned(changes, plan))
+                changes = {}
                 ours = self._wanted and self._requested == generation
-                return await self._commit(plan, changes if ours else None)
+                return await self._commit(plan, outcome if ours else None)
         except BaseException:
             if self._wanted and self._requested == generation:
-                changes.update(kept)
-                for key, want in changes.items():
+                if outcome is None:
+                    changes.update(kept)
+                for key, want in outcome.items() if outcome is not None else changes.items():
                     self._want(key, want)
             raise
 
@@ -550,12 +555,10 @@ class FlowReconciler:
             hard_timeout=entry.hard_timeout,
         )
 
-    async def _commit(
-        self, plan: FlowModPlan, after: Mapping[FlowKey, Flow | None] | None = None
-    ) -> int:
+    async def _commit(self, plan: FlowModPlan, after: _Outcome | None = None) -> int:
         """Send ``plan`` in one bundle and update the installed view. ``after``: the desired
-        flow at each of its keys once this commits (``apply``'s change); a key of the plan
-        not in it keeps the desired flow it had."""
+        flow at each of its keys once this commits (``apply``'s change, naming every key of
+        the plan); without it, each key of the plan keeps the desired flow it had."""
         sent = 0
         if self.companion is not None:
             plan = await self.companion.before_bundle(plan)
@@ -566,24 +569,24 @@ class FlowReconciler:
             await commit_bundle(self.channel, entries, within=self.bundle_timeout)
             self.bundles_committed += 1
             sent = len(entries)
-            self._installed_now(plan, after)
+            self._installed_now(plan, track=after is None)
         if self.companion is not None:
             await self.companion.after_bundle(self._installed.values())
         if self._wanted:
-            for key, want in (after or {}).items():
+            for key, want in after.items() if after is not None else ():
                 self._want(key, want)
             if not self._pending:
                 self._pending = {}  # a dict keeps its largest table: let that one go
         return sent
 
-    def _installed_now(self, plan: FlowModPlan, after: Container[FlowKey] | None) -> None:
-        """``plan`` committed: the installed view (and the cache) follow; the desired flow at
-        each key ``after`` does not name is read before its installed one changes."""
+    def _installed_now(self, plan: FlowModPlan, *, track: bool) -> None:
+        """``plan`` committed: the installed view (and the cache) follow; with ``track``, the
+        desired flow at each key is read before its installed one changes, and kept."""
         installed = self._installed
         cache = self.cache
+        track = track and self._wanted
         for flow in plan.delete:
             key = flow.key
-            track = self._wanted and (after is None or key not in after)
             want = self._desired_get(key) if track else None
             gone = installed.pop(key, None)
             self._opaque.discard(key)
@@ -593,9 +596,9 @@ class FlowReconciler:
             if track:
                 self._want(key, want)
         for flow in plan.modify:
-            self._install(flow, after)
+            self._install(flow, track=track)
         for flow in plan.add:
-            self._install(flow, after, added=True)
+            self._install(flow, track=track, added=True)
         if self._foreign:  # a delta while taking over: what it added replaced a foreign rule
             for flow in plan.add:
                 self._foreign.pop(flow.key, None)
@@ -625,12 +628,10 @@ class FlowReconciler:
         else:
             self._pending[key] = want
 
-    def _install(
-        self, flow: Flow, after: Container[FlowKey] | None, *, added: bool = False
-    ) -> None:
-        """``flow`` is on the switch now; the one it replaced (same key) no longer is."""
+    def _install(self, flow: Flow, *, track: bool, added: bool = False) -> None:
+        """``flow`` is on the switch now; the one it replaced (same key) no longer is
+        (``track``: the desired flow there stays what it was)."""
         key = flow.key
-        track = self._wanted and (after is None or key not in after)
         want = self._desired_get(key) if track else None
         replaced = self._installed.get(key)
         self._installed[key] = flow
@@ -654,6 +655,43 @@ class FlowReconciler:
                 continue
             entries.append(BundleEntry(data, flow))
         return entries
+
+
+def _unplanned(
+    changes: Mapping[FlowKey, Flow | None], plan: FlowModPlan
+) -> list[tuple[FlowKey, Flow | None]]:
+    """The keys of ``changes`` its plan sends nothing for (already as wanted), with what is
+    wanted there."""
+    if len(plan) == len(changes):
+        return []  # one FlowMod per key: every key planned (a storm, a cold boot)
+    planned = {flow.key for part in (plan.delete, plan.modify, plan.add) for flow in part}
+    return [(key, want) for key, want in changes.items() if key not in planned]
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """The desired flow at each key of an ``apply`` once it is done: what its plan sends
+    there (None: deleted), what needed nothing (``unplanned``), and where the flow removed
+    was not the desired one, the desired one (``kept``). Read from the plan's lists: no dict
+    of every key beside them while the bundle is sent (a storm: 130k keys, 5 MB)."""
+
+    plan: FlowModPlan
+    kept: Mapping[FlowKey, Flow | None]
+    unplanned: list[tuple[FlowKey, Flow | None]]
+
+    def items(self) -> Iterator[tuple[FlowKey, Flow | None]]:
+        kept = self.kept
+        for flow in self.plan.delete:
+            if flow.key not in kept:
+                yield flow.key, None
+        for flow in self.plan.modify:
+            yield flow.key, flow
+        for flow in self.plan.add:
+            yield flow.key, flow
+        for key, want in self.unplanned:
+            if key not in kept:
+                yield key, want
+        yield from kept.items()
 
 
 class _FlowMods(Sequence["_FlowMod | BundleEntry"]):
