@@ -35,8 +35,9 @@ import functools
 import ipaddress
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from typing import Any, ClassVar
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeAlias
 
 from aovs.firewall.base import FilteredPort, SecurityGroupState
 from aovs.firewall.conjunctions import ConjKey, ConjunctionIds
@@ -74,11 +75,14 @@ from aovs.openflow.flows import (
     Flow,
     GotoTable,
     Match,
+    MatchValue,
     Output,
     PopVlan,
     Resubmit,
     SetField,
     ct_state,
+    field_pair,
+    interned_actions,
     vid,
 )
 from aovs.owners import Member, OwnerKey, member_of, member_owner, port_owner
@@ -177,6 +181,71 @@ def firewall_base_flows() -> frozenset[Flow]:
 
 
 # -- one port -----------------------------------------------------------------------------
+# A port's ~65 flows are built from values normalised once: the port's own match pairs (its
+# ofport, zone, MACs, addresses) and the constant ones below, combined by Match.of_pairs; its
+# action lists are interned once per port, not once per flow. The rule flows come from
+# templates compiled once per (group set, stateful): see CompiledRules.
+Pair: TypeAlias = tuple[str, MatchValue]
+_pair = field_pair
+
+ETH_ARP = _pair("eth_type", ETH_TYPE_ARP)
+ETH_RARP = _pair("eth_type", ETH_TYPE_RARP)
+ETH_IP = _pair("eth_type", ETH_TYPE_IP)
+ETH_IPV6 = _pair("eth_type", ETH_TYPE_IPV6)
+ETH_PAIRS = {ETH_TYPE_IP: ETH_IP, ETH_TYPE_IPV6: ETH_IPV6}
+IP_PROTO_UDP = _pair("ip_proto", PROTO_UDP)
+IP_PROTO_ICMPV6 = _pair("ip_proto", PROTO_ICMPV6)
+_CT_STATE_PAIRS = {
+    state: _pair("ct_state", state)
+    for state in (NOT_TRACKED, TRACKED, INVALID, NEW_NOT_ESTABLISHED, NOT_ESTABLISHED,
+                  ESTABLISHED, ESTABLISHED_NOT_REPLY, ESTABLISHED_REPLY, RELATED)
+}  # fmt: skip
+CT_MARK_INVALID_PAIR = _pair("ct_mark", CT_MARK_INVALID)
+CT_MARK_NORMAL_PAIR = _pair("ct_mark", CT_MARK_NORMAL)
+
+
+def _ct(state: tuple[int, int]) -> Pair:
+    return _CT_STATE_PAIRS[state]
+
+
+def _icmpv6(icmp_type: int) -> Pair:
+    return _pair("icmpv6_type", icmp_type)
+
+
+def _udp(src: int, dst: int) -> tuple[Pair, Pair, Pair]:
+    return IP_PROTO_UDP, _pair("udp_src", src), _pair("udp_dst", dst)
+
+
+def _acts(*actions: Action) -> tuple[Action, ...]:
+    return interned_actions(actions)
+
+
+def _mk(table: int, priority: int, actions: tuple[Action, ...], *pairs: Pair) -> Flow:
+    return Flow(table, priority, Match.of_pairs(pairs), actions)
+
+
+TO_NORMAL = _acts(_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE))
+TO_DROPPED = _acts(_to(DROPPED_TRAFFIC_TABLE))
+TO_ACCEPT_OR_INGRESS = _acts(_to(ACCEPT_OR_INGRESS_TABLE))
+TRACK_EGRESS = _acts(_track(RULES_EGRESS_TABLE))
+TO_RULES_EGRESS = _acts(_to(RULES_EGRESS_TABLE))
+
+
+class _PortFields:
+    """One port's match pairs and action lists, normalised / interned once for all its flows."""
+
+    __slots__ = ("in_port", "out", "reg_net", "reg_port", "regs", "to_port", "zone")
+
+    def __init__(self, port: FilteredPort) -> None:
+        self.zone = port.local_vlan
+        self.in_port = _pair("in_port", port.ofport)
+        self.reg_port = _pair(REG_PORT, port.ofport)
+        self.reg_net = _pair(REG_NET, port.local_vlan)
+        self.regs = (SetField(REG_PORT, port.ofport), SetField(REG_NET, port.local_vlan))
+        self.to_port = _acts(SetField(REG_PORT, port.ofport), _to(BASE_INGRESS_TABLE))
+        self.out = _acts(Output(port.ofport, 0))
+
+
 def _register_loads(port: FilteredPort) -> list[Action]:
     return [SetField(REG_PORT, port.ofport), SetField(REG_NET, port.local_vlan)]
 
@@ -197,45 +266,37 @@ def trusted_port_flows(port: FilteredPort) -> Iterator[Flow]:
     )
 
 
-def transient_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
-    regs = _register_loads(port)
-    yield _flow(TRANSIENT_TABLE, 100, [*regs, _to(BASE_EGRESS_TABLE)], in_port=port.ofport)
+def transient_flows(own: _PortFields, addresses: PortAddresses) -> Iterator[Flow]:
+    yield _mk(TRANSIENT_TABLE, 100, _acts(*own.regs, _to(BASE_EGRESS_TABLE)), own.in_port)
+    to_ingress = _acts(*own.regs, PopVlan(), _to(BASE_INGRESS_TABLE))
+    vlan = _pair("vlan_vid", vid(own.zone))
     for mac in addresses.macs:
-        yield _flow(
-            TRANSIENT_TABLE,
-            90,
-            [*regs, PopVlan(), _to(BASE_INGRESS_TABLE)],
-            vlan_vid=vid(port.local_vlan),
-            eth_dst=mac,
-        )
+        yield _mk(TRANSIENT_TABLE, 90, to_ingress, vlan, _pair("eth_dst", mac))
 
 
 def egress_base_flows(
-    port: FilteredPort, addresses: PortAddresses, stateful: bool = True
+    own: _PortFields, addresses: PortAddresses, stateful: bool = True
 ) -> Iterator[Flow]:
     """Table 71: what the VM may send at all (anti-spoofing), before any rule. The same for a
     stateless port, except that its IP goes to the rules without conntrack."""
-    own = {"in_port": port.ofport, REG_PORT: port.ofport}
-    normal = [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)]
-    drop = [_to(DROPPED_TRAFFIC_TABLE)]
-    to_rules = _track(RULES_EGRESS_TABLE) if stateful else _to(RULES_EGRESS_TABLE)
+    table = BASE_EGRESS_TABLE
+    ports = (own.in_port, own.reg_port)
+    to_rules = TRACK_EGRESS if stateful else TO_RULES_EGRESS
     for mac, ip in addresses.pairs_v4:
-        yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_src=mac, eth_type=ETH_TYPE_ARP,
-                    arp_spa=ip, **own)  # fmt: skip
-        yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_src=mac, eth_type=ETH_TYPE_RARP, **own)
-        yield _flow(BASE_EGRESS_TABLE, 65, [to_rules], eth_src=mac, eth_type=ETH_TYPE_IP,
-                    ipv4_src=ip, **own)  # fmt: skip
+        src = _pair("eth_src", mac)
+        yield _mk(table, 95, TO_NORMAL, src, ETH_ARP, _pair("arp_spa", ip), *ports)
+        yield _mk(table, 95, TO_NORMAL, src, ETH_RARP, *ports)
+        yield _mk(table, 65, to_rules, src, ETH_IP, _pair("ipv4_src", ip), *ports)
     for mac, ip in addresses.pairs_v6:
+        src = _pair("eth_src", mac)
+        ip_src = _pair("ipv6_src", ip)
         for icmp_type in ICMPV6_ALLOWED_EGRESS_TYPES:
-            yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_type=ETH_TYPE_IPV6,
-                        ip_proto=PROTO_ICMPV6, icmpv6_type=icmp_type, eth_src=mac,
-                        ipv6_src=ip, **own)  # fmt: skip
+            yield _mk(table, 95, TO_NORMAL, ETH_IPV6, IP_PROTO_ICMPV6, _icmpv6(icmp_type), src,
+                      ip_src, *ports)  # fmt: skip
         for icmp_type in ICMPV6_RESTRICTED_EGRESS_TYPES:
-            yield _flow(BASE_EGRESS_TABLE, 95, normal, eth_type=ETH_TYPE_IPV6,
-                        ip_proto=PROTO_ICMPV6, icmpv6_type=icmp_type, ipv6_nd_target=ip,
-                        **own)  # fmt: skip
-        yield _flow(BASE_EGRESS_TABLE, 65, [to_rules], eth_src=mac, eth_type=ETH_TYPE_IPV6,
-                    ipv6_src=ip, **own)  # fmt: skip
+            yield _mk(table, 95, TO_NORMAL, ETH_IPV6, IP_PROTO_ICMPV6, _icmpv6(icmp_type),
+                      _pair("ipv6_nd_target", ip), *ports)  # fmt: skip
+        yield _mk(table, 65, to_rules, src, ETH_IPV6, ip_src, *ports)
     # DHCP client traffic, also from 0.0.0.0 (DHCPDISCOVER)
     client_v4 = (*addresses.pairs_v4, (addresses.mac, "0.0.0.0"))
     for eth_type, pairs, src_field in (
@@ -243,120 +304,106 @@ def egress_base_flows(
         (ETH_TYPE_IPV6, addresses.pairs_v6, "ipv6_src"),
     ):
         client, server = DHCP_PORTS[eth_type]
+        eth = ETH_PAIRS[eth_type]
         for mac, ip in pairs:
-            yield _flow(BASE_EGRESS_TABLE, 80, [_to(ACCEPT_OR_INGRESS_TABLE)], eth_src=mac,
-                        eth_type=eth_type, ip_proto=PROTO_UDP, udp_src=client, udp_dst=server,
-                        **{src_field: ip}, **own)  # fmt: skip
+            yield _mk(table, 80, TO_ACCEPT_OR_INGRESS, _pair("eth_src", mac), eth,
+                      *_udp(client, server), _pair(src_field, ip), *ports)  # fmt: skip
         # no DHCP server on an instance
-        yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=eth_type, ip_proto=PROTO_UDP,
-                    udp_src=server, udp_dst=client, **own)  # fmt: skip
+        yield _mk(table, 70, TO_DROPPED, eth, *_udp(server, client), *ports)
     # no router advertisements from an instance, and (aovs hardening: neutron lets these reach
     # the rules, where an "egress IPv6 any" rule accepts them) no neighbour advertisements for
     # addresses that are not the port's
     for icmp_type in (ICMPV6_TYPE_RA, *ICMPV6_RESTRICTED_EGRESS_TYPES):
-        yield _flow(BASE_EGRESS_TABLE, 70, drop, eth_type=ETH_TYPE_IPV6, ip_proto=PROTO_ICMPV6,
-                    icmpv6_type=icmp_type, **own)  # fmt: skip
+        yield _mk(table, 70, TO_DROPPED, ETH_IPV6, IP_PROTO_ICMPV6, _icmpv6(icmp_type), *ports)
     # (71 p110 has already cleared any conntrack state: a stateless port needs no ct_clear)
-    yield _flow(BASE_EGRESS_TABLE, 10, [CTClear(), *drop] if stateful else drop, **own)
+    yield _mk(table, 10, CLEAR_AND_DROP if stateful else TO_DROPPED, *ports)
+
+
+CLEAR_AND_DROP = _acts(CTClear(), _to(DROPPED_TRAFFIC_TABLE))
+COMMIT_NEW_EGRESS = _acts(COMMIT, _to(ACCEPTED_EGRESS_TRAFFIC_TABLE))
 
 
 def accept_or_ingress_flows(
-    port: FilteredPort, addresses: PortAddresses, stateful: bool = True
+    own: _PortFields, addresses: PortAddresses, stateful: bool = True
 ) -> Iterator[Flow]:
     """Table 73: accepted egress to a local filtered port goes on to that port's ingress.
 
     A stateless port commits nothing of its own; but a stateful local sender's new connection
     to it is committed here (in the shared zone), as 73 commits the sender's connections to
     remote ports, so that the sender's conntrack admits the answers."""
-    to_port: list[Action] = [SetField(REG_PORT, port.ofport), _to(BASE_INGRESS_TABLE)]
+    table = ACCEPT_OR_INGRESS_TABLE
+    commit_to_port = own.to_port if stateful else _acts(COMMIT, *own.to_port)
     for mac in addresses.macs:
-        yield _flow(ACCEPT_OR_INGRESS_TABLE, 100, to_port, eth_dst=mac,
-                    **{REG_NET: port.local_vlan})  # fmt: skip
+        dst = _pair("eth_dst", mac)
+        yield _mk(table, 100, own.to_port, dst, own.reg_net)
         if not stateful:
-            for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
-                yield _flow(ACCEPT_OR_INGRESS_TABLE, STATELESS_COMMIT_PRIORITY,
-                            [COMMIT, *to_port], eth_dst=mac, eth_type=eth_type,
-                            ct_state=NEW_NOT_ESTABLISHED,
-                            **{REG_NET: port.local_vlan})  # fmt: skip
-    if stateful:
-        yield from _commit_new_egress(port)
-    yield _flow(ACCEPT_OR_INGRESS_TABLE, 80, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)],
-                **{REG_PORT: port.ofport})  # fmt: skip
+            for eth in (ETH_IP, ETH_IPV6):
+                yield _mk(table, STATELESS_COMMIT_PRIORITY, commit_to_port, dst, eth,
+                          _ct(NEW_NOT_ESTABLISHED), own.reg_net)  # fmt: skip
+    if stateful:  # commit new egress
+        for eth in (ETH_IP, ETH_IPV6):
+            yield _mk(table, 90, COMMIT_NEW_EGRESS, eth, _ct(NEW_NOT_ESTABLISHED), own.reg_port)
+    yield _mk(table, 80, TO_NORMAL, own.reg_port)
 
 
-def _commit_new_egress(port: FilteredPort) -> Iterator[Flow]:
-    for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
-        yield _flow(ACCEPT_OR_INGRESS_TABLE, 90, [COMMIT, _to(ACCEPTED_EGRESS_TRAFFIC_TABLE)],
-                    eth_type=eth_type, ct_state=NEW_NOT_ESTABLISHED,
-                    **{REG_PORT: port.ofport})  # fmt: skip
-
-
-def stateless_redirect_flows(port: FilteredPort, addresses: PortAddresses) -> Iterator[Flow]:
+def stateless_redirect_flows(own: _PortFields, addresses: PortAddresses) -> Iterator[Flow]:
     """Table 94, stateless port: IP to its MACs goes through its ingress rules. A stateful
     port's established replies and related packets leave table 72 straight to 94 (NORMAL):
     its conntrack answers for both ends in neutron's shared zone, but it cannot answer for a
     stateless port, whose rules alone decide what it receives."""
-    to_port: list[Action] = [SetField(REG_PORT, port.ofport), _to(BASE_INGRESS_TABLE)]
     for mac in addresses.macs:
-        for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
-            yield _flow(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE, STATELESS_REDIRECT_PRIORITY,
-                        to_port, eth_dst=mac, eth_type=eth_type,
-                        **{REG_NET: port.local_vlan})  # fmt: skip
+        dst = _pair("eth_dst", mac)
+        for eth in (ETH_IP, ETH_IPV6):
+            yield _mk(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE, STATELESS_REDIRECT_PRIORITY,
+                      own.to_port, dst, eth, own.reg_net)  # fmt: skip
 
 
-def ingress_base_flows(port: FilteredPort, stateful: bool = True) -> Iterator[Flow]:
+TRACK_INGRESS = _acts(_track(RULES_INGRESS_TABLE))
+TO_RULES_INGRESS = _acts(_to(RULES_INGRESS_TABLE))
+MARK_INVALID_ACTS = _acts(MARK_INVALID)
+
+
+def ingress_base_flows(own: _PortFields, stateful: bool = True) -> Iterator[Flow]:
     """Table 81: what always reaches the VM (ARP, ND, DHCP replies); IP goes to conntrack, or
     for a stateless port straight to the rules (whatever state a local sender gave it)."""
-    reg = {REG_PORT: port.ofport}
-    out = [Output(port.ofport, 0)]
-    yield _flow(BASE_INGRESS_TABLE, 100, out, eth_type=ETH_TYPE_ARP, **reg)
+    table = BASE_INGRESS_TABLE
+    reg = own.reg_port
+    out = own.out
+    yield _mk(table, 100, out, ETH_ARP, reg)
     for icmp_type in ICMPV6_ALLOWED_INGRESS_TYPES:
-        yield _flow(BASE_INGRESS_TABLE, 100, out, eth_type=ETH_TYPE_IPV6, ip_proto=PROTO_ICMPV6,
-                    icmpv6_type=icmp_type, **reg)  # fmt: skip
+        yield _mk(table, 100, out, ETH_IPV6, IP_PROTO_ICMPV6, _icmpv6(icmp_type), reg)
     for eth_type, (client, server) in DHCP_PORTS.items():
-        yield _flow(BASE_INGRESS_TABLE, 95, out, eth_type=eth_type, ip_proto=PROTO_UDP,
-                    udp_src=server, udp_dst=client, **reg)  # fmt: skip
+        eth = ETH_PAIRS[eth_type]
+        yield _mk(table, 95, out, eth, *_udp(server, client), reg)
         if stateful:
-            yield _flow(BASE_INGRESS_TABLE, 90, [_track(RULES_INGRESS_TABLE)],
-                        eth_type=eth_type, ct_state=NOT_TRACKED, **reg)  # fmt: skip
+            yield _mk(table, 90, TRACK_INGRESS, eth, _ct(NOT_TRACKED), reg)
         else:
-            yield _flow(BASE_INGRESS_TABLE, 90, [_to(RULES_INGRESS_TABLE)], eth_type=eth_type,
-                        **reg)  # fmt: skip
+            yield _mk(table, 90, TO_RULES_INGRESS, eth, reg)
     if stateful:
-        yield _flow(BASE_INGRESS_TABLE, 80, [_to(RULES_INGRESS_TABLE)], ct_state=TRACKED, **reg)
+        yield _mk(table, 80, TO_RULES_INGRESS, _ct(TRACKED), reg)
 
 
-def tracked_flows(port: FilteredPort, table: int, accept: list[Action]) -> Iterator[Flow]:
+def tracked_flows(own: _PortFields, table: int, accept: tuple[Action, ...]) -> Iterator[Flow]:
     """Tables 72/82 below the rules: replies and related pass, the rest of non-new traffic
     (and connections whose rule was removed, ct_mark=1) is dropped."""
-    reg = {REG_PORT: port.ofport}
-    drop = [_to(DROPPED_TRAFFIC_TABLE)]
-    yield _flow(table, 50, drop, ct_mark=CT_MARK_INVALID, **reg)
+    reg = own.reg_port
+    yield _mk(table, 50, TO_DROPPED, CT_MARK_INVALID_PAIR, reg)
+    zone = _pair("ct_zone", own.zone)
     for state in (ESTABLISHED_REPLY, RELATED):
-        yield _flow(table, 50, accept, ct_state=state, ct_mark=CT_MARK_NORMAL,
-                    ct_zone=port.local_vlan, **reg)  # fmt: skip
-    yield _flow(table, 40, drop, ct_state=NOT_ESTABLISHED, **reg)
-    for eth_type in (ETH_TYPE_IP, ETH_TYPE_IPV6):
-        yield _flow(table, 40, [MARK_INVALID], eth_type=eth_type, ct_state=ESTABLISHED, **reg)
+        yield _mk(table, 50, accept, _ct(state), CT_MARK_NORMAL_PAIR, zone, reg)
+    yield _mk(table, 40, TO_DROPPED, _ct(NOT_ESTABLISHED), reg)
+    for eth in (ETH_IP, ETH_IPV6):
+        yield _mk(table, 40, MARK_INVALID_ACTS, eth, _ct(ESTABLISHED), reg)
 
 
 def _rules_table(direction: str) -> int:
     return RULES_INGRESS_TABLE if direction == "ingress" else RULES_EGRESS_TABLE
 
 
-def _accept_actions(port: FilteredPort, direction: str) -> tuple[list[Action], list[Action]]:
-    """(established, new) actions of an accepting rule flow; new ingress is committed."""
-    if direction == "ingress":
-        out: list[Action] = [Output(port.ofport, 0)]
-        return out, [COMMIT, *out, _to(ACCEPTED_INGRESS_TRAFFIC_TABLE)]
-    egress: list[Action] = [_to(ACCEPT_OR_INGRESS_TABLE)]
-    return egress, egress
-
-
 def _port_rules(
-    port: FilteredPort, sgs: SecurityGroupState
+    sg_ids: Iterable[str], sgs: SecurityGroupState
 ) -> Iterator[tuple[str, SecurityGroupRule]]:
-    for sg_id in sorted(set(port.details.security_groups)):
+    for sg_id in sorted(set(sg_ids)):
         group = sgs.groups.get(sg_id)
         if group is not None:
             for rule in group.rules:
@@ -373,36 +420,111 @@ def _checked_protocol(sg_id: str, rule: SecurityGroupRule) -> tuple[bool, int | 
     return True, protocol
 
 
-def _accept_variants(
-    port: FilteredPort, direction: str, stateful: bool
-) -> list[tuple[int, dict[str, Any], list[Action]]]:
-    """(conjunction id step, ct_state match, actions) of an accepting rule: est and new for a
-    stateful port; one flow matching any state (no conntrack) for a stateless one."""
-    established, new = _accept_actions(port, direction)
+# What a rule flow appends from the port's own actions (its ofport): nothing, or an accepting
+# rule's (established, new) actions in one direction (see _accept_actions).
+NO_ACCEPT, EGRESS_EST, EGRESS_NEW, INGRESS_EST, INGRESS_NEW = range(5)
+
+
+def _accept_slots(direction: str, stateful: bool) -> list[tuple[int, Pair | None, int]]:
+    """(conjunction id step, ct_state pair, accept slot) of an accepting rule: est and new for
+    a stateful port; one flow matching any state (no conntrack) for a stateless one."""
+    est, new = (INGRESS_EST, INGRESS_NEW) if direction == "ingress" else (EGRESS_EST, EGRESS_NEW)
     if stateful:
-        return [(0, {"ct_state": ESTABLISHED_NOT_REPLY}, established),
-                (1, {"ct_state": NEW_NOT_ESTABLISHED}, new)]  # fmt: skip
-    return [(0, {}, established)]
+        return [(0, _ct(ESTABLISHED_NOT_REPLY), est), (1, _ct(NEW_NOT_ESTABLISHED), new)]
+    return [(0, None, est)]
 
 
-def plain_rule_flows(
-    port: FilteredPort,
-    rules: Iterable[tuple[SecurityGroupRule, int | None]],
-    stateful: bool = True,
-) -> Iterator[Flow]:
+PORTLESS_ACCEPTS = {
+    NO_ACCEPT: (),
+    EGRESS_EST: TO_ACCEPT_OR_INGRESS,
+    EGRESS_NEW: TO_ACCEPT_OR_INGRESS,
+}
+
+
+def _accept_actions(own: _PortFields) -> tuple[tuple[Action, ...], ...]:
+    """The port's accept actions by slot; new ingress is committed."""
+    return ((), TO_ACCEPT_OR_INGRESS, TO_ACCEPT_OR_INGRESS, own.out,
+            _acts(COMMIT, *own.out, _to(ACCEPTED_INGRESS_TRAFFIC_TABLE)))  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class RuleFlowTemplate:
+    """A rule flow less the port: its match pairs without the port's reg5, and its actions as
+    ``head`` (the same on every port) followed by the port's accept actions of slot
+    ``accept``."""
+
+    table: int
+    priority: int
+    pairs: tuple[Pair, ...]
+    head: tuple[Action, ...]
+    accept: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRules:
+    """The rule flows of every port in one set of groups (stateful or not), less the port:
+    computed once, not once per port (1000 ports share 10 groups here). ``actions`` lists the
+    distinct (head, accept slot) pairs; ``flows`` holds (table, priority, the match pairs that
+    sort before the port's reg5, those after it, index in ``actions``)."""
+
+    actions: tuple[tuple[tuple[Action, ...], int], ...]
+    flows: tuple[tuple[int, int, tuple[Pair, ...], tuple[Pair, ...], int], ...]
+    # the actions of slots whose accept actions are the same on every port (egress), or None
+    shared: tuple[tuple[Action, ...] | None, ...]
+
+    @classmethod
+    def of(cls, templates: Iterable[RuleFlowTemplate]) -> CompiledRules:
+        slots: dict[tuple[tuple[Action, ...], int], int] = {}
+        flows = []
+        for template in templates:
+            if any(name == REG_PORT for name, _ in template.pairs):
+                raise ValueError(f"a rule template matches the port's {REG_PORT}: {template}")
+            slot = slots.setdefault((template.head, template.accept), len(slots))
+            pairs = sorted(template.pairs)
+            before = tuple(pair for pair in pairs if pair[0] < REG_PORT)
+            after = tuple(pair for pair in pairs if pair[0] > REG_PORT)
+            flows.append((template.table, template.priority, before, after, slot))
+        shared = tuple(
+            _acts(*head, *PORTLESS_ACCEPTS[accept]) if accept in PORTLESS_ACCEPTS else None
+            for head, accept in slots
+        )
+        return cls(tuple(slots), tuple(flows), shared)
+
+    def port_flows(self, own: _PortFields) -> Iterator[Flow]:
+        accepts = _accept_actions(own)
+        actions = []
+        for (head, accept), fixed in zip(self.actions, self.shared, strict=True):
+            if fixed is None:  # the port's accept actions, after the head if any
+                fixed = _acts(*head, *accepts[accept]) if head else accepts[accept]
+            actions.append(fixed)
+        reg = own.reg_port
+        of_sorted = Match.of_sorted_pairs
+        for table, priority, before, after, slot in self.flows:
+            yield Flow(table, priority, of_sorted((*before, reg, *after)), actions[slot])
+
+
+def _match_pairs(fields: Mapping[str, Any]) -> list[Pair]:
+    return [_pair(name, value) for name, value in fields.items() if value is not None]
+
+
+def plain_rule_templates(
+    rules: Iterable[tuple[SecurityGroupRule, int | None]], stateful: bool = True
+) -> Iterator[RuleFlowTemplate]:
     """Rules without a remote group: one accept pair (est, new) per match, priority 74-77;
     stateless: one flow per match, on no ct_state, admitting exactly what the rule says."""
     for rule, protocol in rules:
         table = _rules_table(rule.direction)
-        base: dict[str, Any] = {"eth_type": ETH_TYPES[rule.ethertype], REG_PORT: port.ofport}
+        base = [_pair("eth_type", ETH_TYPES[rule.ethertype])]
         prefix = check_prefix(rule)
         if prefix is not None:
-            base[peer_field(rule.ethertype, rule.direction)] = prefix
+            base.append(_pair(peer_field(rule.ethertype, rule.direction), prefix))
         priority = CONJUNCTION_BASE_PRIORITY + priority_offset(rule, protocol, conjunction=False)
-        variants = _accept_variants(port, rule.direction, stateful)
+        variants = _accept_slots(rule.direction, stateful)
         for proto_match in protocol_matches(rule, protocol):
-            for _, state, actions in variants:
-                yield _flow(table, priority, actions, **state, **base, **proto_match)
+            pairs = (*base, *_match_pairs(proto_match))
+            for _, state, accept in variants:
+                with_state = pairs if state is None else (state, *pairs)
+                yield RuleFlowTemplate(table, priority, with_state, (), accept)
 
 
 def _rule_conj_id(conj_ids: ConjunctionIds, key: ConjKey, offset: int, stateful: bool) -> int:
@@ -410,12 +532,11 @@ def _rule_conj_id(conj_ids: ConjunctionIds, key: ConjKey, offset: int, stateful:
     return conj_id if stateful else stateless_conj_id(conj_id)
 
 
-def conjunction_port_flows(
-    port: FilteredPort,
+def conjunction_templates(
     remote_rules: Iterable[tuple[str, SecurityGroupRule, int | None]],
     conj_ids: ConjunctionIds,
     stateful: bool = True,
-) -> Iterator[Flow]:
+) -> Iterator[RuleFlowTemplate]:
     """The port's side of remote-group rules: ``conjunction(id, 2/2)`` flows matching the
     port and protocol (ranges merged so same-priority flows never overlap), and one accept flow
     per conjunction id that records the id in reg7 (neutron logs it from there). A stateless
@@ -434,7 +555,7 @@ def conjunction_port_flows(
         by_kind.items(), key=lambda item: (item[0][0], item[0][1], item[0][2] or -1)
     ):
         table = _rules_table(direction)
-        base: dict[str, Any] = {"eth_type": ETH_TYPES[ethertype], REG_PORT: port.ofport}
+        eth = _pair("eth_type", ETH_TYPES[ethertype])
         clauses: dict[tuple[int, frozenset[tuple[str, Any]]], set[int]] = defaultdict(set)
         if protocol in PORT_FIELDS:
             ranges = []
@@ -454,33 +575,30 @@ def conjunction_port_flows(
                 priority = CONJUNCTION_BASE_PRIORITY + priority_offset(rule, protocol, True)
                 for match in protocol_matches(rule, protocol):
                     clauses[(priority, frozenset(match.items()))].add(conj_id)
-        variants = _accept_variants(port, direction, stateful)
+        variants = _accept_slots(direction, stateful)
         for (priority, match_items), ids in clauses.items():
+            pairs = (eth, *_match_pairs(dict(match_items)))
             for step, state, _ in variants:
-                yield _flow(
-                    table,
-                    priority,
-                    [Conjunction(conj_id + step, 2, 2) for conj_id in sorted(ids)],
-                    **state,
-                    **base,
-                    **dict(match_items),
-                )
+                head = _acts(*[Conjunction(conj_id + step, 2, 2) for conj_id in sorted(ids)])
+                with_state = pairs if state is None else (state, *pairs)
+                yield RuleFlowTemplate(table, priority, with_state, head, NO_ACCEPT)
         for conj_id in sorted({conj_id for _, conj_id in rule_ids}):
             priority = CONJUNCTION_BASE_PRIORITY + conj_id % 8 // 2
-            for step, state, actions in variants:
-                yield _flow(table, priority, [SetField(REG_REMOTE_GROUP, conj_id + step),
-                            *actions], conj_id=conj_id + step, **state,
-                            **base)  # fmt: skip
+            for step, state, accept in variants:
+                pairs = (_pair("conj_id", conj_id + step), eth)
+                with_state = pairs if state is None else (state, *pairs)
+                head = (SetField(REG_REMOTE_GROUP, conj_id + step),)
+                yield RuleFlowTemplate(table, priority, with_state, head, accept)
 
 
 def _split_rules(
-    port: FilteredPort, sgs: SecurityGroupState
+    sg_ids: Iterable[str], sgs: SecurityGroupState
 ) -> tuple[
     list[tuple[SecurityGroupRule, int | None]], list[tuple[str, SecurityGroupRule, int | None]]
 ]:
     plain: list[tuple[SecurityGroupRule, int | None]] = []
     remote: list[tuple[str, SecurityGroupRule, int | None]] = []
-    for sg_id, rule in _port_rules(port, sgs):
+    for sg_id, rule in _port_rules(sg_ids, sgs):
         ok, protocol = _checked_protocol(sg_id, rule)
         if not ok:
             continue
@@ -491,26 +609,44 @@ def _split_rules(
     return plain, remote
 
 
+def compile_rules(
+    sg_ids: Iterable[str], sgs: SecurityGroupState, conj_ids: ConjunctionIds, stateful: bool
+) -> CompiledRules:
+    """The rule flow templates of a port in groups ``sg_ids``."""
+    plain, remote = _split_rules(sg_ids, sgs)
+    templates = [*plain_rule_templates(plain, stateful),
+                 *conjunction_templates(remote, conj_ids, stateful)]  # fmt: skip
+    return CompiledRules.of(templates)
+
+
 def filtered_port_flows(
-    port: FilteredPort, sgs: SecurityGroupState, conj_ids: ConjunctionIds
+    port: FilteredPort,
+    sgs: SecurityGroupState,
+    conj_ids: ConjunctionIds,
+    compiled: Callable[[tuple[str, ...], bool], CompiledRules] | None = None,
 ) -> frozenset[Flow]:
+    """A filtered port's flows. ``compiled`` returns the rule templates of a (sorted group
+    ids, stateful) pair, memoised by the caller; without it they are compiled for this port."""
     addresses = PortAddresses.of(port.details)
-    plain, remote = _split_rules(port, sgs)
-    stateful = not port_is_stateless(port.details.device, port.details.security_groups, sgs)
+    sg_ids = tuple(sorted(set(port.details.security_groups)))
+    stateful = not port_is_stateless(port.details.device, sg_ids, sgs)
+    own = _PortFields(port)
     flows: list[Flow] = []
-    flows += transient_flows(port, addresses)
-    flows += egress_base_flows(port, addresses, stateful)
-    flows += accept_or_ingress_flows(port, addresses, stateful)
-    flows += ingress_base_flows(port, stateful)
+    flows += transient_flows(own, addresses)
+    flows += egress_base_flows(own, addresses, stateful)
+    flows += accept_or_ingress_flows(own, addresses, stateful)
+    flows += ingress_base_flows(own, stateful)
     if stateful:
-        flows += tracked_flows(
-            port, RULES_EGRESS_TABLE, [_to(ACCEPTED_EGRESS_TRAFFIC_NORMAL_TABLE)]
-        )
-        flows += tracked_flows(port, RULES_INGRESS_TABLE, [Output(port.ofport, 0)])
+        flows += tracked_flows(own, RULES_EGRESS_TABLE, TO_NORMAL)
+        flows += tracked_flows(own, RULES_INGRESS_TABLE, own.out)
     else:
-        flows += stateless_redirect_flows(port, addresses)
-    flows += plain_rule_flows(port, plain, stateful)
-    flows += conjunction_port_flows(port, remote, conj_ids, stateful)
+        flows += stateless_redirect_flows(own, addresses)
+    rules = (
+        compiled(sg_ids, stateful)
+        if compiled is not None
+        else compile_rules(sg_ids, sgs, conj_ids, stateful)
+    )
+    flows += rules.port_flows(own)
     return frozenset(flows)
 
 
@@ -680,6 +816,10 @@ class OVSFirewall:
         # memo of the last conjunction-id map: the agent passes the same (immutable) state for
         # every port of one change; recomputing it per port would cost O(ports * rules).
         self._memo: tuple[object, ConjunctionIds] | None = None
+        # rule flow templates by (sorted group ids, stateful), for the groups (and so the
+        # conjunction ids) of ``_compiled_for``
+        self._compiled_for: object = None
+        self._compiled: dict[tuple[tuple[str, ...], bool], CompiledRules] = {}
 
     def conjunction_ids(self, sgs: SecurityGroupState) -> ConjunctionIds:
         if self._memo is None or self._memo[0] is not sgs.groups:
@@ -692,7 +832,21 @@ class OVSFirewall:
     def port_flows(self, port: FilteredPort, sgs: SecurityGroupState) -> frozenset[Flow]:
         if is_trusted(port.details):
             return frozenset(trusted_port_flows(port))
-        return filtered_port_flows(port, sgs, self.conjunction_ids(sgs))
+        conj_ids = self.conjunction_ids(sgs)
+        if self._compiled_for is not sgs.groups:
+            self._compiled_for = sgs.groups
+            self._compiled = {}
+        compiled = self._compiled
+
+        def rules(sg_ids: tuple[str, ...], stateful: bool) -> CompiledRules:
+            found = compiled.get((sg_ids, stateful))
+            if found is None:
+                found = compiled[(sg_ids, stateful)] = compile_rules(
+                    sg_ids, sgs, conj_ids, stateful
+                )
+            return found
+
+        return filtered_port_flows(port, sgs, conj_ids, rules)
 
     def shared_flows(
         self,

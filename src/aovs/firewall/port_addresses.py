@@ -6,6 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from aovs.model import PortDetails
+from aovs.openflow.flows import canonical_address
 
 NETWORK_OWNER_PREFIX = "network:"  # router, DHCP, ... ports: neutron treats them as trusted
 
@@ -16,6 +17,14 @@ def link_local_address(mac: str) -> str:
     octets[0] ^= 0x02
     eui64 = [*octets[:3], 0xFF, 0xFE, *octets[3:]]
     return str(ipaddress.IPv6Address(bytes([0xFE, 0x80, *([0] * 6), *eui64])))
+
+
+def _version(address: str) -> int:
+    """4 or 6 for an address or CIDR (ValueError if neither); a plain address is parsed as
+    one (and once: its flows' match values need the same parse), cheaper than as a network."""
+    if "/" in address or "%" in address:
+        return ipaddress.ip_network(address, strict=False).version
+    return 6 if ":" in canonical_address(address) else 4
 
 
 def is_trusted(details: PortDetails) -> bool:
@@ -44,7 +53,8 @@ class PortAddresses:
         )
         lla = link_local_address(mac)
         pairs.add((mac, lla))
-        v4 = sorted(p for p in pairs if ipaddress.ip_network(p[1], strict=False).version == 4)
-        v6 = sorted(p for p in pairs if ipaddress.ip_network(p[1], strict=False).version == 6)
+        versions = {pair: _version(pair[1]) for pair in pairs}
+        v4 = sorted(pair for pair, version in versions.items() if version == 4)
+        v6 = sorted(pair for pair, version in versions.items() if version == 6)
         macs = sorted({mac} | {pair_mac for pair_mac, _ in pairs})
         return cls(mac, tuple(macs), tuple(v4), tuple(v6), lla)

@@ -188,11 +188,14 @@ class FastEncoder:
         return cached
 
     def match_bytes(self, fields: tuple[tuple[str, MatchValue], ...]) -> bytes:
+        cached = self._fields  # looked up inline (a method call per field cost ~10%)
         try:
-            pieces = [self._field_bytes(item) for item in fields]
+            pieces = [cached.get(item) or self._field_bytes(item) for item in fields]
         except KeyError:
             return _osken_match_bytes(fields)
-        pieces.sort(key=_by_sort_key)  # stable, like os-ken's sort of name-ordered kwargs
+        # os-ken sorts by field number; numbers are unique (checked at import), so comparing
+        # (number, bytes) pairs never reaches the bytes
+        pieces.sort()
         body = b"".join([piece for _, piece in pieces])
         length = 4 + len(body)
         return MATCH_HEAD.pack(ofp.OFPMT_OXM, length) + body + PAD[(-length) % 8]
@@ -253,8 +256,8 @@ class FastEncoder:
         return head + match + insts
 
 
-def _by_sort_key(piece: tuple[int, bytes]) -> int:
-    return piece[0]
+if len({encoder.sort_key for encoder in FIELD_ENCODERS.values()}) != len(FIELD_ENCODERS):
+    raise ImportError("two match fields share an OXM sort key: match_bytes would misorder them")
 
 
 def _osken_match_bytes(fields: tuple[tuple[str, MatchValue], ...]) -> bytes:

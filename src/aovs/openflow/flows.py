@@ -9,10 +9,11 @@ reports back in flow-stats (lower-case MACs, compressed IPv6, masks dropped when
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 # -- well-known port numbers (OpenFlow 1.3) ---------------------------------------------------
 OFPP_IN_PORT = 0xFFFFFFF8
@@ -106,6 +107,15 @@ def _prefix(mask: Any) -> str:
     return str(length)
 
 
+@functools.lru_cache(maxsize=1 << 14)
+def canonical_address(text: str) -> str:
+    """A plain IPv4 or IPv6 address (no prefix) as the switch prints it, what its /32 or /128
+    network would print, without building the network; ValueError if it is neither. One
+    parse per address for all its fields (a port's: ipv4_src, arp_spa, ...)."""
+    address = ipaddress.IPv6Address(text) if ":" in text else ipaddress.IPv4Address(text)
+    return str(address)
+
+
 def _normalise(name: str, value: Any) -> MatchValue:
     if name in MAC_FIELDS:
         if isinstance(value, tuple):
@@ -118,6 +128,8 @@ def _normalise(name: str, value: Any) -> MatchValue:
             return masked, mask
         return str(value).lower()
     if name in IPV4_FIELDS or name in IPV6_FIELDS:
+        if isinstance(value, str) and "/" not in value and "%" not in value:
+            return canonical_address(value)
         text = f"{value[0]}/{_prefix(value[1])}" if isinstance(value, tuple) else str(value)
         net = ipaddress.ip_network(text, strict=False)
         if net.prefixlen == net.max_prefixlen:
@@ -143,7 +155,10 @@ _fields_cached = 0
 MAX_CACHED_FIELDS = 1 << 17
 
 
-def _field(name: str, value: Any) -> tuple[str, MatchValue]:
+def field_pair(name: str, value: Any) -> tuple[str, MatchValue]:
+    """``(name, normalised value)``, shared with every match holding it: what
+    :meth:`Match.of_pairs` takes, so a pipeline normalises a port's values once for all of its
+    flows."""
     global _fields_cached
     by_value = _FIELDS.get(name)
     try:
@@ -158,6 +173,9 @@ def _field(name: str, value: Any) -> tuple[str, MatchValue]:
         return name, _normalise(name, value)
     _fields_cached += 1
     return pair
+
+
+_field = field_pair
 
 
 def _normalised(name: str, value: Any) -> MatchValue:
@@ -181,6 +199,20 @@ class Match:
     @classmethod
     def from_items(cls, items: Iterable[tuple[str, Any]]) -> Match:
         return cls(**dict(items))
+
+    @classmethod
+    def of_pairs(cls, pairs: Iterable[tuple[str, MatchValue]]) -> Match:
+        """The Match of pairs :func:`field_pair` made (one per field name): equal to
+        ``Match(**dict(pairs))`` without normalising again, the cost of Match() on hot paths."""
+        return cls.of_sorted_pairs(tuple(sorted(pairs)))
+
+    @classmethod
+    def of_sorted_pairs(cls, items: tuple[tuple[str, MatchValue], ...]) -> Match:
+        """As :meth:`of_pairs`, of pairs already in name order (a precompiled template's)."""
+        match = object.__new__(cls)
+        object.__setattr__(match, "fields", items)
+        object.__setattr__(match, "_hash", hash(items))
+        return match
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Match is immutable")
@@ -398,47 +430,100 @@ Action: TypeAlias = (
 )  # fmt: skip
 
 
-_ACTIONS: dict[tuple[Action, ...], tuple[Action, ...]] = {}
+class _HashOf:
+    """Hashes as the value it stands for. A tuple's hash combines only its elements' hashes, so
+    a Flow hashes an interned action list through this (or the int itself, when an int hashes
+    as itself) instead of hashing every action again (each a Python-level dataclass hash)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __hash__(self) -> int:
+        return self.value
+
+
+def _hash_token(actions: tuple[Action, ...]) -> object:
+    value = hash(actions)
+    return value if hash(value) == value else _HashOf(value)
+
+
+# One shared, checked tuple per distinct action list, with its hash token. By value, and by id:
+# a caller passing back a tuple it got from interning (a pipeline's per-port action lists, every
+# Flow's actions) is recognised without hashing its actions again. The id map holds only tuples
+# the value map keeps alive, so an id cannot be reused while it is there; both cleared together.
+_ACTIONS: dict[tuple[Action, ...], tuple[tuple[Action, ...], object]] = {}
+_INTERNED_IDS: dict[int, tuple[tuple[Action, ...], object]] = {}
 MAX_INTERNED_ACTIONS = 1 << 16
 
 
-def _interned_actions(actions: tuple[Action, ...]) -> tuple[Action, ...]:
-    """One shared tuple per distinct action list: 1000 ports' 66k flows carry 10k distinct
-    ones (and their action objects: 53k built, 2k distinct). Bounded: cleared when full (the
-    flows built meanwhile keep theirs)."""
+def _check_actions(actions: tuple[Action, ...]) -> None:
+    for index, act in enumerate(actions):
+        if isinstance(act, GotoTable) and index != len(actions) - 1:
+            raise ValueError("GotoTable must be the last action")
+        if isinstance(act, ApplyMeter) and index != 0:
+            raise ValueError("ApplyMeter must be the first action")
+
+
+def _interned(actions: Iterable[Action]) -> tuple[tuple[Action, ...], object]:
+    """(shared tuple, what hashes as it) of an action list, checked; an interned tuple passed
+    back is recognised by id, without checking or hashing it again."""
+    entry = _INTERNED_IDS.get(id(actions))
+    if entry is not None and entry[0] is actions:
+        return entry
+    acts = tuple(actions)
+    _check_actions(acts)
     try:
-        shared = _ACTIONS.get(actions)
+        candidate = acts, _hash_token(acts)
     except TypeError:  # an unhashable value inside an action: kept as it is
-        return actions
-    if shared is not None:
-        return shared
+        return acts, acts
     if len(_ACTIONS) >= MAX_INTERNED_ACTIONS:
         _ACTIONS.clear()
-    _ACTIONS[actions] = actions
-    return actions
+        _INTERNED_IDS.clear()
+    # most lists arriving here are new (a port's own): two hashes of them, not three
+    entry = _ACTIONS.setdefault(acts, candidate)
+    if entry is candidate:
+        _INTERNED_IDS[id(acts)] = entry
+    return entry
+
+
+def interned_actions(actions: Iterable[Action]) -> tuple[Action, ...]:
+    """One shared, checked tuple per distinct action list: 1000 ports' 66k flows carry 10k
+    distinct ones (and their action objects: 53k built, 2k distinct). Bounded: cleared when
+    full (the flows built meanwhile keep theirs)."""
+    return _interned(actions)[0]
 
 
 def normal() -> Output:
     return Output(OFPP_NORMAL, 0)
 
 
-class Flow:
+class _FlowSlots:
+    """A Flow's storage. Flow forbids assignment; its __init__ fills a new instance while it is
+    briefly a _FlowFill (the same slots, plain assignment): nine ``object.__setattr__`` calls
+    were half the cost of building a Flow, and a cold boot builds 66k of them."""
+
+    __slots__ = (
+        "_hash",
+        "actions",
+        "cookie",
+        "hard_timeout",
+        "idle_timeout",
+        "key",
+        "match",
+        "priority",
+        "table",
+    )
+
+
+class Flow(_FlowSlots):
     """One OpenFlow rule. Identity on the switch is ``key`` = (table, priority, match).
 
     ``actions`` empty means drop. ``cookie`` 0 lets the reconciler stamp its bridge cookie.
     """
 
-    __slots__ = (
-        "_hash",
-        "_key",
-        "actions",
-        "cookie",
-        "hard_timeout",
-        "idle_timeout",
-        "match",
-        "priority",
-        "table",
-    )
+    __slots__ = ()
     table: int
     priority: int
     match: Match
@@ -447,7 +532,10 @@ class Flow:
     idle_timeout: int
     hard_timeout: int
     _hash: int
-    _key: tuple[int, int, Match]  # set on first use of ``key``
+    # What OpenFlow uses to tell flows apart: a second add with the same key replaces. A slot,
+    # not a property: the ledger and each reconciler's views key their dicts by it (hundreds of
+    # thousands of reads a cold boot), sharing one tuple per flow.
+    key: tuple[int, int, Match]
 
     def __init__(
         self,
@@ -459,44 +547,41 @@ class Flow:
         idle_timeout: int = 0,
         hard_timeout: int = 0,
     ) -> None:
-        acts = _interned_actions(tuple(actions))
-        for index, act in enumerate(acts):
-            if isinstance(act, GotoTable) and index != len(acts) - 1:
-                raise ValueError("GotoTable must be the last action")
-            if isinstance(act, ApplyMeter) and index != 0:
-                raise ValueError("ApplyMeter must be the first action")
+        entry = _INTERNED_IDS.get(id(actions))
+        if entry is None or entry[0] is not actions:
+            entry = _interned(actions)
+        acts, acts_hash = entry
         if not 0 <= table <= 254:
             raise ValueError(f"table {table} out of range")
         if not 0 <= priority <= 0xFFFF:
             raise ValueError(f"priority {priority} out of range")
-        setter = object.__setattr__
-        setter(self, "table", table)
-        setter(self, "priority", priority)
-        setter(self, "match", match if match is not None else Match())
-        setter(self, "actions", acts)
-        setter(self, "cookie", cookie)
-        setter(self, "idle_timeout", idle_timeout)
-        setter(self, "hard_timeout", hard_timeout)
-        setter(
-            self,
-            "_hash",
-            hash((table, priority, self.match, acts, cookie, idle_timeout, hard_timeout)),
-        )
+        if match is None:
+            match = Match()
+        cls = type(self)
+        object.__setattr__(self, "__class__", _FlowFill)  # see _FlowSlots
+        self.table = table
+        self.priority = priority
+        self.match = match
+        self.key = (table, priority, match)
+        self.actions = acts
+        self.cookie = cookie
+        self.idle_timeout = idle_timeout
+        self.hard_timeout = hard_timeout
+        # == hash((table, priority, match, acts, ...)): what flow_stats' decoder computes
+        self._hash = hash((table, priority, match, acts_hash, cookie, idle_timeout, hard_timeout))
+        self.__class__ = cls
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Flow is immutable")
 
-    @property
-    def key(self) -> tuple[int, int, Match]:
-        """What OpenFlow uses to tell flows apart: a second add with the same key replaces.
+    if not TYPE_CHECKING:  # (kept from mypy: it would accept any attribute name)
 
-        Built once and kept: the ledger and each reconciler's views key their dicts by it, so
-        they share one tuple per flow instead of three."""
-        try:
-            return self._key
-        except AttributeError:  # first use (or a Flow built without __init__: flow_stats)
+        def __getattr__(self, name: str) -> Any:
+            """``key`` of a Flow built without __init__ (flow_stats' decoder), on first use."""
+            if name != "key":
+                raise AttributeError(name)
             key = (self.table, self.priority, self.match)
-            object.__setattr__(self, "_key", key)
+            object.__setattr__(self, "key", key)
             return key
 
     def replace(self, **changes: Any) -> Flow:
@@ -542,3 +627,9 @@ class Flow:
             (self.table, self.priority, self.match, self.actions, self.cookie,
              self.idle_timeout, self.hard_timeout),
         )  # fmt: skip
+
+
+class _FlowFill(_FlowSlots):
+    """A Flow being filled in by Flow.__init__ (see _FlowSlots); never seen outside it."""
+
+    __slots__ = ()
