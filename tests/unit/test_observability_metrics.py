@@ -131,10 +131,12 @@ def test_resource_updates_and_extensions_are_exposed() -> None:
     assert get("aovs_resource_updates_total", {"type": "QosPolicy", "source": "pull"}) == 1
     assert get("aovs_resource_updates_total", {"type": "Trunk", "source": "pull_failed"}) == 3
     assert get("aovs_extension_enabled", {"extension": "qos"}) is None  # none watched yet
-    problems: dict[str, tuple[str, ...]] = {}
-    metrics.watch_extensions(["qos", "trunk"], lambda: len(problems))
+    counts: dict[str, tuple[int, int]] = {}
+    metrics.watch_extensions(["qos", "trunk"], lambda: counts)
     assert get("aovs_extension_enabled", {"extension": "qos"}) == 1
     assert get("aovs_extension_enabled", {"extension": "trunk"}) == 1
-    assert get("aovs_extension_problem_ports") == 0
-    problems["port-1"] = ("bandwidth_limit rule r1: not supported by aovs yet",)
-    assert get("aovs_extension_problem_ports") == 1  # read at scrape time
+    assert get("aovs_extension_problem_ports", {"extension": "qos"}) == 0
+    counts["qos"] = (3, 1)  # read at scrape time
+    assert get("aovs_extension_ports", {"extension": "qos"}) == 3
+    assert get("aovs_extension_problem_ports", {"extension": "qos"}) == 1
+    assert get("aovs_extension_problem_ports", {"extension": "trunk"}) == 0

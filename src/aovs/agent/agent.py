@@ -324,8 +324,7 @@ class Agent:
         self.core = core
         if self.extensions:
             self.telemetry.metrics.watch_extensions(
-                [extension.name for extension in self.extensions],
-                lambda: len(core.extension_problems),
+                [extension.name for extension in self.extensions], self._extension_counts
             )
         if trunk_on:
             self.trunks = TrunkWiring(self.ovsdb, self._monitor, lambda: self.transport,
@@ -589,6 +588,15 @@ class Agent:
                 resource_versions=self.resource_versions,
             )
             self._heartbeat.start()
+
+    def _extension_counts(self) -> dict[str, tuple[int, int]]:
+        """Per extension (ports it acts on, ports with a problem); the trunk extension acts in
+        the shell: its ports are the trunks wired."""
+        counts = self.core.extension_counts() if self.core is not None else {}
+        if self.trunks is not None:
+            _, troubled = counts.get(TrunkExtension.name, (0, 0))
+            counts[TrunkExtension.name] = (len(self.trunks.wired), troubled)
+        return counts
 
     def _configurations(self) -> dict[str, Any]:
         return reported_configurations(

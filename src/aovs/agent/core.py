@@ -217,6 +217,11 @@ class AgentCore:
         self.extensions = tuple(extensions)
         self.resource_fetch = RetrySchedule(retry_first_delay, retry_cap)
         self.extension_problems: dict[str, tuple[str, ...]] = {}  # iface id -> not applied
+        # ofport -> ports unplugged from it in their grace (checked when a port takes it)
+        self._grace_ofports: dict[int, set[str]] = {}
+        # by extension name: the ports it contributes to, and those with a problem it reported
+        self.extension_ports: dict[str, set[str]] = {e.name: set() for e in self.extensions}
+        self.extension_problem_ports: dict[str, set[str]] = {e.name: set() for e in self.extensions}
         self._contributions: dict[str, PortContribution] = {}  # iface id -> its extensions'
         self._needed_by: dict[ResourceKey, set[str]] = {}  # object -> iface ids reading it
         self._wanted_resources: set[ResourceKey] = set()
@@ -708,6 +713,8 @@ class AgentCore:
             return
         port.interface = None
         port.unplugged_at = now
+        if port.ofport is not None:
+            self._grace_ofports.setdefault(port.ofport, set()).add(port.iface_id)
         port.since = now
         port.notes.append("unplugged")
         self._report(port.iface_id, up=False)
@@ -736,12 +743,27 @@ class AgentCore:
                 self._dirty_ports.add(port.iface_id)
             return
         if ofport != port.ofport:
+            self._end_grace_on(ofport, port, now)
             if port.ofport is not None:
                 port.notes.append(f"ofport {port.ofport}->{ofport}")
             port.ofport = ofport
             port.since = now
             self._dirty_ports.add(port.iface_id)
         self._evaluate(port, now)
+
+    def _end_grace_on(self, ofport: int, port: PortState, now: float) -> None:
+        """``port`` takes ``ofport``: a port unplugged from it, its flows kept for the grace,
+        goes now. Its flows match the new VM's traffic (its firewall rules on in_port and
+        reg5 would admit what the old VM was allowed), and the grace is for that same VM
+        coming back, not for another VM on its number."""
+        holders = self._grace_ofports.pop(ofport, None)
+        for iface_id in holders or ():
+            other = self.ports.get(iface_id)
+            if other is None or other is port or other.interface is not None:
+                continue  # replugged or removed since
+            if other.ofport == ofport:
+                other.notes.append(f"ofport {ofport} taken by {port.iface_id}")
+                self._remove(other, now)
 
     def _evaluate(self, port: PortState, now: float) -> None:
         """Decide the phase of a port from what is known about it."""
@@ -945,9 +967,13 @@ class AgentCore:
             if vlan is not None and cached is not None:
                 name = port.interface.name if port.interface is not None else None
                 ext_port = ExtensionPort(iface_id, name, port.ofport, cached.details, vlan)
-        contribution = NOTHING
+        parts: dict[str, PortContribution] = {}
         if ext_port is not None:
-            contribution = combine(self._ask(extension, ext_port) for extension in self.extensions)
+            parts = {
+                extension.name: self._ask(extension, ext_port) for extension in self.extensions
+            }
+        contribution = combine(parts.values()) if parts else NOTHING
+        self._count_by_extension(iface_id, parts)
         old = self._contributions.pop(iface_id, NOTHING)
         if contribution:
             self._contributions[iface_id] = contribution
@@ -969,12 +995,30 @@ class AgentCore:
         if problems != self.extension_problems.get(iface_id, ()):
             if problems:
                 self.extension_problems[iface_id] = problems
+                troubled = sorted(n for n, ports in self.extension_problem_ports.items()
+                                  if iface_id in ports)  # fmt: skip
                 LOG.warning(
                     "agent extension could not apply everything to the port",
-                    extra={"iface_id": iface_id, "problems": "; ".join(problems)},
-                )
+                    extra={"iface_id": iface_id, "extensions": ",".join(troubled),
+                           "problems": "; ".join(problems)},
+                )  # fmt: skip
             else:
                 self.extension_problems.pop(iface_id, None)
+
+    def _count_by_extension(self, iface_id: str, parts: Mapping[str, PortContribution]) -> None:
+        """Which extensions act on the port, and which of them could not apply everything."""
+        for name, ports in self.extension_ports.items():
+            part = parts.get(name, NOTHING)
+            troubled = bool(part.problems or self._meter_problems(part))
+            (ports.add if part.flows or part.meters or part.interface or part.queue else
+             ports.discard)(iface_id)  # fmt: skip
+            problem_ports = self.extension_problem_ports[name]
+            (problem_ports.add if troubled else problem_ports.discard)(iface_id)
+
+    def extension_counts(self) -> dict[str, tuple[int, int]]:
+        """Per extension: (ports it acts on, ports with something it could not apply)."""
+        return {name: (len(ports), len(self.extension_problem_ports[name]))
+                for name, ports in self.extension_ports.items()}  # fmt: skip
 
     def _meter_problems(self, contribution: PortContribution) -> tuple[str, ...]:
         """The port's meters the switch refused: its rule is not applied (its flows are held

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
@@ -159,11 +159,13 @@ class AgentMetrics:
         self._resource_updates.labels(resource_type, source).inc(count)
 
     def watch_extensions(
-        self, names: Sequence[str], ports_with_problems: Callable[[], int]
+        self, names: Sequence[str], counts: Callable[[], Mapping[str, tuple[int, int]]]
     ) -> None:
-        """``aovs_extension_enabled{extension}`` and ``aovs_extension_problem_ports``, read at
-        scrape time (the agent calls this once its core exists)."""
-        self.registry.register(_ExtensionsCollector(tuple(names), ports_with_problems))
+        """``aovs_extension_enabled{extension}``, ``aovs_extension_ports{extension}`` and
+        ``aovs_extension_problem_ports{extension}`` (``counts``: extension -> (ports it acts
+        on, ports with a problem)), read at scrape time (the agent calls this once its core
+        exists)."""
+        self.registry.register(_ExtensionsCollector(tuple(names), counts))
 
     def reconnect(self, system: System, bridge: str | None = None) -> None:
         self._reconnects.labels(system, bridge or "").inc()
@@ -192,9 +194,11 @@ class _PortsCollector(Collector):
 class _ExtensionsCollector(Collector):
     """The agent extensions in use, and how many ports have rules they could not apply."""
 
-    def __init__(self, names: tuple[str, ...], ports_with_problems: Callable[[], int]) -> None:
+    def __init__(
+        self, names: tuple[str, ...], counts: Callable[[], Mapping[str, tuple[int, int]]]
+    ) -> None:
         self._names = names
-        self._ports_with_problems = ports_with_problems
+        self._counts = counts
 
     def collect(self) -> Iterator[Metric]:
         enabled = GaugeMetricFamily(
@@ -204,11 +208,22 @@ class _ExtensionsCollector(Collector):
         for name in self._names:
             enabled.add_metric([name], 1.0)
         yield enabled
-        yield GaugeMetricFamily(
+        ports = GaugeMetricFamily(
+            "aovs_extension_ports", "Ports an agent extension acts on (flows, meters, columns, "
+            "queues; trunk: the trunks wired).", labels=["extension"],
+        )  # fmt: skip
+        problems = GaugeMetricFamily(
             "aovs_extension_problem_ports",
             "Ports with something an extension could not apply (logged per port; `aovs status`).",
-            value=float(self._ports_with_problems()),
+            labels=["extension"],
         )
+        counts = self._counts()
+        for name in self._names:
+            acting, troubled = counts.get(name, (0, 0))
+            ports.add_metric([name], float(acting))
+            problems.add_metric([name], float(troubled))
+        yield ports
+        yield problems
 
 
 class _ConnectionsCollector(Collector):

@@ -97,6 +97,19 @@ def test_unplugged_port_flows_go_after_the_grace_and_vlan_is_released(core: Agen
     assert "p-1" not in core.ports
 
 
+def test_a_port_taking_an_unplugged_ports_ofport_ends_its_grace(core: AgentCore) -> None:
+    # OVS reuses ofports: the old VM's flows on in_port=5 / reg5=5 would apply to the new VM
+    wire(core, "p-1", 5, net="net-b")
+    core.interface_deleted("uuid-p-1", 1.0)
+    core.flush(1.0)
+    assert core.ports["p-1"].unplugged_at == 1.0  # in its grace, flows kept
+    wire(core, "p-2", 5, now=1.1)
+    assert "p-1" not in core.ports  # gone at once, not after the grace
+    assert core.ledgers["br-int"].flows_of(port_owner("p-1")) == frozenset()
+    on_5 = {f for f in core.desired("br-int") if f.match.get("in_port") == 5}
+    assert on_5 and on_5 <= core.ledgers["br-int"].flows_of(port_owner("p-2"))
+
+
 def test_details_arriving_during_the_unplug_grace_do_not_report_it_up(core: AgentCore) -> None:
     """tests/faults: a refresh answered (or failed) after the VM's row was deleted, while its
     flows wait out the grace, reported the gone port UP again, and it stayed UP."""
