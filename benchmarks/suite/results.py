@@ -200,6 +200,18 @@ def _by_size(rows: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, Any]]:
     return {int(row["ports"]): row for row in rows if isinstance(row.get("ports"), int)}
 
 
+def populated_limit(row: Mapping[str, Any]) -> float | None:
+    """ovs-ofctl's ``--bundle add-flows`` of the flows into the bridges holding the ports: the
+    cold plug limit's time less its ovs-vsctl transaction (None: not measured)."""
+    total, vsctl = (
+        _number(row.get("plug_limit_seconds")),
+        _number(row.get("plug_limit_vsctl_seconds")),
+    )
+    if total is None or vsctl is None or total <= vsctl:
+        return None
+    return total - vsctl
+
+
 def plug_growth(
     rows: Sequence[Mapping[str, Any]], small: int = 1000, big: int = 5000
 ) -> float | None:
@@ -244,6 +256,24 @@ def scale_checks(
                         SCALE_STORM_FACTOR, "x"))  # fmt: skip
     checks.append(_upto(f"{name}: cold_plug 1000 -> 5000", "per-port cost growth vs the limit's",
                         plug_growth(scaling), SCALE_PLUG_GROWTH_FACTOR, "x"))  # fmt: skip
+    # the same ratios against ovs-ofctl's bundle of the same flows into the bridges WITH the
+    # ports (the cold plug limit's bundle, its ovs-vsctl transaction apart): what ovs-vswitchd
+    # itself needs on a host with its ports, which the empty-bridge limit above is not
+    for size in sorted(sizes):
+        row = sizes[size]
+        populated = populated_limit(row)
+        if populated is None:
+            continue
+        checks.append(_upto(f"{name}: cold_boot at {size}", "vs ofctl into the populated bridge",
+                            ratio(_number(row.get("cold_boot_seconds")), populated),
+                            SCALE_COLD_BOOT_FACTOR, "x"))  # fmt: skip
+        restart = results.get("ovs_restart") if size == ports else None
+        restart_s = (
+            restart.seconds if restart is not None else _number(row.get("ovs_restart_seconds"))
+        )
+        what = "vs ofctl into the populated bridge"
+        checks.append(_upto(f"{name}: ovs_restart at {size}", what, ratio(restart_s, populated),
+                            SCALE_OVS_RESTART_FACTOR, "x"))  # fmt: skip
     for size, bound in SCALE_RSS_MB.items():
         row = sizes.get(size, {})
         peaks = [_number(row.get(k)) for k in ("peak_rss_mb", "cold_plug_peak_rss_mb")]
