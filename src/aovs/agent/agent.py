@@ -51,7 +51,12 @@ from aovs.backoff import Backoff
 from aovs.config import AgentConfig, ConfigError
 from aovs.config_reload import reload_plan
 from aovs.dataplane.compose import Topology
-from aovs.extensions.base import AgentExtension, ExtensionError, load_extensions
+from aovs.extensions.base import (
+    AgentExtension,
+    ExtensionError,
+    load_extensions,
+    neutral_columns,
+)
 from aovs.extensions.interface_writes import write_interface_columns
 from aovs.extensions.queue_writes import QueueWriter
 from aovs.extensions.trunk import TrunkExtension
@@ -201,6 +206,8 @@ class Agent:
         self.config = config
         self.firewall = firewall or self._firewall_from(config)
         self.extensions = self._extensions_from(config)
+        self._neutral = neutral_columns(self.extensions)  # the extensions' Interface columns
+        self._columns_written: set[str] = set()  # Interfaces this run set a non-neutral value on
         self.resource_versions = consumed_resources(
             kind for extension in self.extensions for kind in extension.resource_types
         )
@@ -310,7 +317,11 @@ class Agent:
         await self.ovsdb.start(timeout=30.0)
         await self.ovsdb.transact(*bridge_commands(self.config), wait_applied=True, timeout=30.0)
         trunk_on = any(isinstance(e, TrunkExtension) for e in self.extensions)
-        self._monitor = await self.ovsdb.monitor(TRUNK_MONITORED if trunk_on else MONITORED)
+        monitored = dict(TRUNK_MONITORED if trunk_on else MONITORED)
+        policed = tuple(sorted(self._neutral))
+        if policed:  # the extensions' Interface columns, to skip writing what is already there
+            monitored["Interface"] = (*monitored["Interface"], *policed)
+        self._monitor = await self.ovsdb.monitor(monitored)
         await self._read_capabilities()
         topology = await self._wait_topology()
         core = AgentCore(
@@ -966,12 +977,36 @@ class Agent:
         if plan.fetch_resources:
             self._spawn(self._pull_resources(plan.fetch_resources))
 
+    def _columns_to_write(
+        self, columns: Mapping[str, Mapping[str, int]]
+    ) -> dict[str, Mapping[str, int]]:
+        """What must be written: an Interface whose monitored row already holds the values is
+        skipped unless this run ever set a value on it (then its write may be in flight and
+        the row not yet updated: written, and the command compares again). A cold boot of
+        1000 ports with ``qos`` loaded and no policy so sends no transaction at all."""
+        assert self._monitor is not None
+        rows = {str(row["name"]): row for row in self._monitor.rows("Interface").values()}
+        wanted: dict[str, Mapping[str, int]] = {}
+        for name, want in columns.items():
+            row = rows.get(name)
+            if (
+                name in self._columns_written
+                or row is None
+                or any(row.get(column) != value for column, value in want.items())
+            ):
+                wanted[name] = want
+                if any(value != self._neutral.get(column) for column, value in want.items()):
+                    self._columns_written.add(name)
+        return wanted
+
     def _after_commit(self, plan: Plan) -> None:
         """Reports (a port is UP only once its flows are in), snapshot, tunnel ports."""
         for device, up in plan.reports:
             self.reporter.report(device, up)
         if plan.interface_columns:  # agent extensions' columns (QoS), after the bundle
-            self._spawn(write_interface_columns(self.ovsdb, plan.interface_columns))
+            columns = self._columns_to_write(plan.interface_columns)
+            if columns:
+                self._spawn(write_interface_columns(self.ovsdb, columns))
         if plan.queues is not None:  # minimum-bandwidth queues (QoS), after the bundle
             bridges = [pair.bridge for pair in patch_pairs(self.config)]
             self.queue_writer.want(plan.queues.wanted, plan.queues.keep, bridges)
