@@ -973,7 +973,10 @@ class AgentCore:
                 extension.name: self._ask(extension, ext_port) for extension in self.extensions
             }
         contribution = combine(parts.values()) if parts else NOTHING
-        self._count_by_extension(iface_id, parts)
+        # what each extension could not apply: its rules' problems and its refused meters
+        problems_by = {name: part.problems + self._meter_problems(part)
+                       for name, part in parts.items()}  # fmt: skip
+        self._count_by_extension(iface_id, parts, problems_by)
         old = self._contributions.pop(iface_id, NOTHING)
         if contribution:
             self._contributions[iface_id] = contribution
@@ -991,12 +994,11 @@ class AgentCore:
         self._track_queue(iface_id, port, contribution)
         if contribution.meters != old.meters:
             self._meters_changed = True
-        problems = contribution.problems + self._meter_problems(contribution)
+        problems = tuple(problem for each in problems_by.values() for problem in each)
         if problems != self.extension_problems.get(iface_id, ()):
             if problems:
                 self.extension_problems[iface_id] = problems
-                troubled = sorted(n for n, ports in self.extension_problem_ports.items()
-                                  if iface_id in ports)  # fmt: skip
+                troubled = sorted(name for name, each in problems_by.items() if each)
                 LOG.warning(
                     "agent extension could not apply everything to the port",
                     extra={"iface_id": iface_id, "extensions": ",".join(troubled),
@@ -1005,11 +1007,16 @@ class AgentCore:
             else:
                 self.extension_problems.pop(iface_id, None)
 
-    def _count_by_extension(self, iface_id: str, parts: Mapping[str, PortContribution]) -> None:
+    def _count_by_extension(
+        self,
+        iface_id: str,
+        parts: Mapping[str, PortContribution],
+        problems_by: Mapping[str, tuple[str, ...]],
+    ) -> None:
         """Which extensions act on the port, and which of them could not apply everything."""
         for name, ports in self.extension_ports.items():
             part = parts.get(name, NOTHING)
-            troubled = bool(part.problems or self._meter_problems(part))
+            troubled = bool(problems_by.get(name))
             (ports.add if part.flows or part.meters or part.interface or part.queue else
              ports.discard)(iface_id)  # fmt: skip
             problem_ports = self.extension_problem_ports[name]
